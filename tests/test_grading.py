@@ -1,0 +1,124 @@
+"""The grading round trip, with stock nbgrader and with the learner's self-check.
+
+For every notebook of every chapter: the generated release (the stubs) scores 0, the
+solution scores full marks, and a submission that memorises the answers of the visible
+tests scores 0 on every test cell once the hidden tests run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cheats import memorising_answers
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.name.startswith("ch"))
+
+
+def _nbgrader(course: Path, *args: str) -> None:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args, "--log-level=WARN"],
+                            cwd=course, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _submit(course: Path, student: str, assignment: str, notebooks: dict[str, dict]) -> None:
+    folder = course / "submitted" / student / assignment
+    folder.mkdir(parents=True)
+    for name, nb in notebooks.items():
+        (folder / name).write_text(json.dumps(nb))
+
+
+def _answers_replaced(nb: dict, answers: dict[str, str]) -> dict:
+    nb = json.loads(json.dumps(nb))
+    for cell in nb["cells"]:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell["source"] = answers[grade_id]
+    return nb
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory) -> dict:
+    """Run stock `nbgrader autograde` on three students per assignment; return cell scores."""
+    from nbgrader.api import Gradebook
+
+    course = tmp_path_factory.mktemp("course")
+    (course / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.source_directory = 'source'\n"
+        "c.Execute.timeout = 120\n")
+    shutil.copytree(ROOT / "solutions", course / "source")
+    for assignment in ASSIGNMENTS:
+        _nbgrader(course, "db", "assignment", "add", assignment)
+        _nbgrader(course, "generate_assignment", assignment, "--force")
+        release = {p.name: json.loads(p.read_text())
+                   for p in sorted((ROOT / "exercises" / assignment).glob("*.ipynb"))}
+        solution = {p.name: json.loads(p.read_text())
+                    for p in sorted((ROOT / "solutions" / assignment).glob("*.ipynb"))}
+        cheat = {name: _answers_replaced(nb, memorising_answers(solution[name], release[name]))
+                 for name, nb in release.items()}
+        for student, notebooks in (("stub", release), ("solution", solution), ("cheat", cheat)):
+            _submit(course, student, assignment, notebooks)
+        _nbgrader(course, "autograde", assignment, "--force")
+    scores = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for assignment in ASSIGNMENTS:
+            for nb in gb.find_assignment(assignment).notebooks:
+                for student in ("stub", "solution", "cheat"):
+                    sub = gb.find_submission_notebook(nb.name, assignment, student)
+                    scores[assignment, nb.name, student] = {
+                        g.name: (g.score, g.max_score) for g in sub.grades}
+    return scores
+
+
+NOTEBOOKS = [(a, p.stem) for a in ASSIGNMENTS
+             for p in sorted((ROOT / "solutions" / a).glob("*.ipynb"))]
+
+
+@pytest.mark.parametrize("assignment,notebook", NOTEBOOKS)
+def test_stub_scores_zero_and_solution_scores_full(graded, assignment, notebook):
+    stub = graded[assignment, notebook, "stub"]
+    solution = graded[assignment, notebook, "solution"]
+    assert stub and all(score == 0 for score, _ in stub.values()), stub
+    assert all(score == best > 0 for score, best in solution.values()), solution
+
+
+@pytest.mark.parametrize("assignment,notebook", NOTEBOOKS)
+def test_memorised_visible_answers_fail_the_hidden_tests(graded, assignment, notebook):
+    cheat = graded[assignment, notebook, "cheat"]
+    assert cheat and all(score == 0 for score, _ in cheat.values()), cheat
+
+
+@pytest.mark.parametrize("assignment,notebook", NOTEBOOKS)
+def test_memorised_answers_do_pass_the_visible_tests(assignment, notebook, tmp_path):
+    """Without its hidden tests the cheat would pass: the hidden tests are what stop it."""
+    sys.path.insert(0, str(ROOT / "autograder"))
+    from selfcheck import check_notebook
+
+    release = ROOT / "exercises" / assignment / f"{notebook}.ipynb"
+    solution = ROOT / "solutions" / assignment / f"{notebook}.ipynb"
+    cheat = _answers_replaced(json.loads(release.read_text()),
+                              memorising_answers(json.loads(solution.read_text()),
+                                                 json.loads(release.read_text())))
+    path = tmp_path / release.name
+    path.write_text(json.dumps(cheat))
+    result = check_notebook(path)  # not under exercises/: graded by its own visible tests
+    assert result.tests and result.score == result.max_score, [vars(t) for t in result.tests]
+
+
+def test_self_check_command_reports_points():
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    stub = subprocess.run(["make", "--no-print-directory", "check", "CH=02", "NB=01"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert stub.returncode != 0
+    assert "test_get_stats" in stub.stdout and "0/7" in stub.stdout, stub.stdout + stub.stderr
+    good = subprocess.run([sys.executable, "autograder/selfcheck.py", "solutions/ch02_tokenizer"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert good.returncode == 0 and "course total: 33/33" in good.stdout, good.stdout

@@ -1,0 +1,28 @@
+"""Shared utilities every step may import: the one device choice and the paths.
+
+CPU is the default everywhere; ``pick_device("auto")`` takes CUDA when it is present.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CACHE_DIR = Path(os.environ.get("TINYGPT_CACHE", REPO_ROOT / ".cache"))
+
+
+def pick_device(choice: str = "cpu") -> str:
+    """Return the torch device name for ``choice`` ("cpu", "cuda" or "auto").
+
+    "auto" means CUDA when available, else the CPU. Asking for CUDA on a machine
+    without it is an error, not a silent fall back.
+    """
+    import torch
+
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device")
+    if choice not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {choice!r}")
+    return choice
