@@ -8,7 +8,8 @@ NB     ?=
 
 .PHONY: setup book test lab check generate bench clean
 
-setup: $(STAMP)  ## create .venv with the pinned requirements, the text data and the package
+setup: $(STAMP)  ## create .venv with the pinned requirements, the text data and the package; build the corpus
+	$(BIN)/python -m tinygpt.corpus
 
 $(STAMP): requirements.txt requirements-data.txt pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,7 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python bench/tokenizer_train.py
 	$(BIN)/python bench/tokenizer_encode.py
+	$(BIN)/python bench/curation_minhash.py
 
 clean:
 	rm -rf _build .pytest_cache autograder/submitted autograder/autograded \

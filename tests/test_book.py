@@ -50,3 +50,9 @@ def test_pages_load_nothing_from_the_network(html):
     page = (html / "book" / "ch02_tokenizer.html").read_text()
     assert "_static/mathjax/tex-chtml.js" in page
     assert (html / "_static" / "mathjax" / "output" / "chtml" / "fonts" / "woff-v2").is_dir()
+
+
+def test_chapter_1_shows_its_funnel_report_card_and_s_curve(html):
+    page = (html / "book" / "ch01_data.html").read_text()
+    assert "near dedup" in page and "recall" in page and "decoys left alone" in page
+    assert len(re.findall(r'<img [^>]*src="[^"]*\.png"', page)) >= 2, "funnel or S-curve missing"

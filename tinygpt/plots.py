@@ -56,3 +56,37 @@ def bytes_per_token(sizes: list[int], ours: list[float], references: dict[str, t
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def funnel(report: list[dict], start: int):
+    """The filter funnel of chapter 1: documents left after each pipeline step."""
+    names = ["crawl"] + [row["step"] for row in report]
+    kept = [start] + [row["kept"] for row in report]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bars = ax.barh(names[::-1], kept[::-1], color="#2b6cb0")
+    for bar, value in zip(bars, kept[::-1]):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:,}",
+                va="center", fontsize=8)
+    ax.set_xlabel("documents left")
+    ax.set_xlim(0, start * 1.15)
+    fig.tight_layout()
+    return fig
+
+
+def s_curve(bands: int, rows: int, measured: list[tuple[float, float, int]]):
+    """LSH's candidate probability 1-(1-s^r)^b, with measured rates (similarity, rate, pairs)."""
+    s = [i / 200 for i in range(201)]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(s, [1 - (1 - x ** rows) ** bands for x in s], color="#2b6cb0",
+            label=f"1-(1-s^{rows})^{bands}")
+    if measured:
+        xs, ys, ns = zip(*measured)
+        ax.scatter(xs, ys, s=[12 + 2 * n ** 0.5 for n in ns], color="#dd6b20", zorder=3,
+                   label="measured on crawl pairs (size: pairs per bin)")
+    ax.axvline((1 / bands) ** (1 / rows), color="#a0aec0", linestyle="--", linewidth=1)
+    ax.set_xlabel("Jaccard similarity of 5-gram shingle sets")
+    ax.set_ylabel("P(candidate pair)")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -2,13 +2,14 @@
 
 The capstone's model learns about a small island, Marrow, its towns and its people.
 Every chapter that needs world knowledge draws it from here and keeps no copy: the
-crawl's world pages (ch01), the corpus text the tokenizer trains on (ch02), instruction
-and preference data (ch04), evaluation sets with known answers (ch05) and tool tasks
-(ch13). The facts are data generated from a seed; a fixed share of them is *held out*
+crawl's news and wiki pages (ch01, and through them the corpus of ch02 and ch03),
+instruction and preference data (ch04), evaluation sets with known answers (ch05) and
+tool tasks (ch13). The facts are data generated from a seed; a fixed share of them is *held out*
 (never written into training text) so that evaluation measures learning, not leakage.
 
 What it leaves out: anything the later chapters have not asked for yet (dialogue,
-arithmetic tasks); they add renderers here, not copies of the facts.
+arithmetic tasks); they add renderers, not copies of the facts. Pages about the world
+are written by ``tinygpt.curation.crawl``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import hashlib
 import random
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
 
 WORLD_SEED = 2026
 RUNNING_EXAMPLE = "The bank by the river had no money"
@@ -104,34 +104,3 @@ def build_world(seed: int = WORLD_SEED) -> World:
     """The world for ``seed``: the same facts, in the same order, on every machine."""
     rng = random.Random(seed)
     return World(seed=seed, facts=tuple(_town_facts(rng) + _person_facts(rng)))
-
-
-_CONNECTIVES = ["", "", "Everyone knows that ", "It is said that ", "As the old maps show, ",
-                "Ask anyone on Marrow: ", "In the island records, "]
-
-
-def world_paragraphs(seed: int = WORLD_SEED) -> Iterator[str]:
-    """An endless, deterministic stream of paragraphs stating the world's training facts.
-
-    Held-out facts never appear. Now and then a paragraph ends with the running
-    example, since Marrow's ferry town has a bank by a river.
-    """
-    facts = build_world(seed).training_facts()
-    rng = random.Random(seed + 1)
-    while True:
-        chosen = rng.sample(facts, rng.randrange(3, 7))
-        sentences = [rng.choice(_CONNECTIVES) + f.sentence for f in chosen]
-        if rng.random() < 0.05:
-            sentences.append(RUNNING_EXAMPLE + ".")
-        yield " ".join(sentences)
-
-
-def world_prose(n_bytes: int, seed: int = WORLD_SEED) -> str:
-    """The first paragraphs of :func:`world_paragraphs` up to about ``n_bytes`` bytes."""
-    out, size = [], 0
-    for paragraph in world_paragraphs(seed):
-        if size >= n_bytes:
-            break
-        out.append(paragraph)
-        size += len(paragraph.encode("utf-8")) + 2
-    return "\n\n".join(out)

@@ -22,7 +22,7 @@ from pathlib import Path
 import regex
 import tiktoken
 
-from tinygpt.checks.common import written_here
+from tinygpt.checks.common import mismatch, written_here
 from tinygpt.corpus import course_corpus
 from tinygpt.tokenizer import bpe as ref_bpe
 from tinygpt.tokenizer.primitives import GPT4_PATTERN
@@ -63,14 +63,6 @@ def training_text() -> str:
     return course_corpus(150_000)
 
 
-def _fail(what: str, given, expected, got) -> AssertionError:
-    def short(x):
-        text = repr(x)
-        return text if len(text) < 300 else text[:300] + "..."
-    return AssertionError(f"{what}\n  given:    {short(given)}\n  expected: {short(expected)}"
-                          f"\n  got:      {short(got)}")
-
-
 @contextlib.contextmanager
 def _quiet(name: str):
     """Fail if the code under test prints: the grader scores any stderr output as 0."""
@@ -92,14 +84,14 @@ def check_pretokenize(pretokenize, seed: int) -> None:
         got = pretokenize(text)
         expected = regex.findall(GPT4_PATTERN, text)
         if got != expected:
-            raise _fail("pretokenize(text) differs from the GPT-4 pattern's pieces", text,
+            raise mismatch("pretokenize(text) differs from the GPT-4 pattern's pieces", text,
                         expected, got)
         if "".join(got) != text:
-            raise _fail("the pieces do not join back to the text", text, text, "".join(got))
+            raise mismatch("the pieces do not join back to the text", text, text, "".join(got))
     words_only = r"\S+|\s+"
     text = random_text(rng)
     if pretokenize(text, words_only) != regex.findall(words_only, text):
-        raise _fail("pretokenize(text, pattern) must use the pattern it is given",
+        raise mismatch("pretokenize(text, pattern) must use the pattern it is given",
                     (text, words_only), regex.findall(words_only, text),
                     pretokenize(text, words_only))
 
@@ -119,9 +111,9 @@ def check_get_stats(get_stats, seed: int) -> None:
         for i in range(len(ids) - 1):
             expected[ids[i], ids[i + 1]] = expected.get((ids[i], ids[i + 1]), 0) + 1
         if dict(got) != expected:
-            raise _fail("get_stats(ids) miscounts", ids, expected, dict(got))
+            raise mismatch("get_stats(ids) miscounts", ids, expected, dict(got))
         if ids != before:
-            raise _fail("get_stats changed its input", before, before, ids)
+            raise mismatch("get_stats changed its input", before, before, ids)
 
 
 def _plain_merge(ids, pair, idx):
@@ -153,9 +145,9 @@ def check_merge(merge, seed: int) -> None:
         got = merge(ids, pair, idx)
         expected = _plain_merge(ids, pair, idx)
         if list(got) != expected:
-            raise _fail(f"merge(ids, {pair}, {idx}) is wrong", ids, expected, got)
+            raise mismatch(f"merge(ids, {pair}, {idx}) is wrong", ids, expected, got)
         if ids != before:
-            raise _fail("merge changed its input list", before, before, ids)
+            raise mismatch("merge changed its input list", before, before, ids)
 
 
 # ---------------------------------------------------------------- notebook 2
@@ -181,13 +173,13 @@ def check_merge_with_delta(merge_with_delta, seed: int) -> None:
         expected_delta = {p: after.get(p, 0) - prior.get(p, 0) for p in set(after) | set(prior)}
         expected_delta = {p: d for p, d in expected_delta.items() if d}
         if list(new) != expected_new:
-            raise _fail(f"merge_with_delta(word, {pair}, {idx}): wrong new word", word,
+            raise mismatch(f"merge_with_delta(word, {pair}, {idx}): wrong new word", word,
                         expected_new, new)
         if dict(delta) != expected_delta:
-            raise _fail(f"merge_with_delta(word, {pair}, {idx}): wrong delta", word,
+            raise mismatch(f"merge_with_delta(word, {pair}, {idx}): wrong delta", word,
                         expected_delta, dict(delta))
         if word != before:
-            raise _fail("merge_with_delta changed its input word", before, before, word)
+            raise mismatch("merge_with_delta changed its input word", before, before, word)
 
 
 def naive_train_bpe(text: str, vocab_size: int, pattern: str = GPT4_PATTERN) -> dict:
@@ -226,7 +218,7 @@ def check_train_bpe(train_bpe, seed: int) -> None:
             got = train_bpe(text, vocab_size)
         expected = naive_train_bpe(text, vocab_size)
         if list(dict(got).items()) != list(expected.items()):
-            raise _fail(f"train_bpe(text, {vocab_size}): merges differ from the oracle "
+            raise mismatch(f"train_bpe(text, {vocab_size}): merges differ from the oracle "
                         "(most frequent pair first, ties to the smallest pair)",
                         text, expected, dict(got))
         if train_bpe(text, vocab_size) != got:
@@ -234,7 +226,7 @@ def check_train_bpe(train_bpe, seed: int) -> None:
     text = random_text(rng, 400)
     got, expected = train_bpe(text, 300), naive_train_bpe(text, 300)
     if list(dict(got).items()) != list(expected.items()):
-        raise _fail("train_bpe differs from the oracle on multi-script text", text, expected, got)
+        raise mismatch("train_bpe differs from the oracle on multi-script text", text, expected, got)
 
 
 def _lowest_rank_oracle(data: bytes, merges: dict) -> list[int]:
@@ -261,10 +253,10 @@ def check_encode_chunk(encode_chunk, seed: int) -> None:
             got = encode_chunk(data, merges)
             expected = _lowest_rank_oracle(data, merges)
             if list(got) != expected:
-                raise _fail("encode_chunk(data, merges) differs from merge replay by rank",
+                raise mismatch("encode_chunk(data, merges) differs from merge replay by rank",
                             data, expected, got)
             if b"".join(vocab[i] for i in got) != data:
-                raise _fail("encode_chunk's ids do not decode to the input bytes", data, data, got)
+                raise mismatch("encode_chunk's ids do not decode to the input bytes", data, data, got)
 
 
 def check_decode_bytes(decode_bytes, seed: int) -> None:
@@ -277,7 +269,7 @@ def check_decode_bytes(decode_bytes, seed: int) -> None:
         got = decode_bytes(ids, vocab)
         expected = b"".join(vocab[i] for i in ids)
         if got != expected:
-            raise _fail("decode_bytes(ids, vocab) is wrong", ids, expected, got)
+            raise mismatch("decode_bytes(ids, vocab) is wrong", ids, expected, got)
     try:
         decode_bytes([len(vocab) + 7], vocab)
     except KeyError:
@@ -327,17 +319,17 @@ def check_roundtrip(Tokenizer, seed: int) -> None:
         ids = tok.encode_ordinary(text)
         expected = ref.encode_ordinary(text)
         if list(ids) != expected:
-            raise _fail("encode_ordinary differs from the reference with the same merges",
+            raise mismatch("encode_ordinary differs from the reference with the same merges",
                         text, expected, ids)
         if set(ids) & set(specials.values()):
-            raise _fail("encode_ordinary produced a special token id", text, expected, ids)
+            raise mismatch("encode_ordinary produced a special token id", text, expected, ids)
         if tok.decode(ids) != text:
-            raise _fail("decode(encode_ordinary(text)) != text", text, text, tok.decode(ids))
+            raise mismatch("decode(encode_ordinary(text)) != text", text, text, tok.decode(ids))
     for _ in range(20):
         ids = [i for i in (rng.randrange(ref.n_vocab + 3) for _ in range(rng.randrange(12)))
                if i in ref.vocab]
         if tok.decode(ids) != ref.decode(ids):
-            raise _fail("decode(ids) must replace invalid UTF-8 with U+FFFD, like tiktoken",
+            raise mismatch("decode(ids) must replace invalid UTF-8 with U+FFFD, like tiktoken",
                         ids, ref.decode(ids), tok.decode(ids))
 
 
@@ -361,14 +353,14 @@ def check_special_tokens(Tokenizer, seed: int) -> None:
             except ValueError:
                 got = ValueError
             if expected is ValueError and got is not ValueError:
-                raise _fail(f"encode(text, **{kwargs}) must raise ValueError: the text holds "
+                raise mismatch(f"encode(text, **{kwargs}) must raise ValueError: the text holds "
                             "a disallowed special token", text, "ValueError", got)
             if got != expected:
-                raise _fail(f"encode(text, **{kwargs}) differs from tiktoken", text,
+                raise mismatch(f"encode(text, **{kwargs}) differs from tiktoken", text,
                             expected, got)
         plain = tok.encode(text, disallowed_special=())
         if set(plain) & set(specials.values()):
-            raise _fail("with disallowed_special=() special tokens must be encoded as text",
+            raise mismatch("with disallowed_special=() special tokens must be encoded as text",
                         text, ref.encode_ordinary(text), plain)
 
 
@@ -382,14 +374,14 @@ def check_save_load(Tokenizer, seed: int) -> None:
         tok.save(path)
         data = json.loads(path.read_text(encoding="utf-8"))
         if data.get("format") != "tinygpt-bpe" or data.get("version") != 1:
-            raise _fail("the saved file must carry format and version", path.name,
+            raise mismatch("the saved file must carry format and version", path.name,
                         {"format": "tinygpt-bpe", "version": 1}, data)
         for name, back in (("Tokenizer.load", Tokenizer.load(path)),
                            ("the reference's load", RefTokenizer.load(path))):
             for text in texts:
                 want = ref.encode(text, allowed_special="all")
                 if back.encode(text, allowed_special="all") != want:
-                    raise _fail(f"a tokenizer saved and read by {name} encodes differently",
+                    raise mismatch(f"a tokenizer saved and read by {name} encodes differently",
                                 text, want, back.encode(text, allowed_special="all"))
         ref.save(path)
         if Tokenizer.load(path).encode(texts[0], allowed_special="all") != ref.encode(
@@ -417,17 +409,17 @@ def check_tiktoken_export(Tokenizer, seed: int) -> None:
     tok = Tokenizer(merges, special_tokens=specials)
     enc = tok.to_tiktoken()
     if not isinstance(enc, tiktoken.Encoding):
-        raise _fail("to_tiktoken must return a tiktoken.Encoding", "", "tiktoken.Encoding",
+        raise mismatch("to_tiktoken must return a tiktoken.Encoding", "", "tiktoken.Encoding",
                     type(enc))
     if enc.max_token_value != max(ref.vocab):
-        raise _fail("the Encoding's vocabulary differs", "", max(ref.vocab), enc.max_token_value)
+        raise mismatch("the Encoding's vocabulary differs", "", max(ref.vocab), enc.max_token_value)
     for _ in range(20):
         text = _text_with_specials(rng, list(specials))
         want = ref.encode(text, allowed_special="all")
         got = enc.encode(text, allowed_special="all")
         if got != want:
-            raise _fail("tiktoken built from your ranks disagrees with the tokenizer", text,
+            raise mismatch("tiktoken built from your ranks disagrees with the tokenizer", text,
                         want, got)
         if enc.decode(got) != text:
-            raise _fail("tiktoken's decode does not give the text back", text, text,
+            raise mismatch("tiktoken's decode does not give the text back", text, text,
                         enc.decode(got))

@@ -1,4 +1,4 @@
-"""Checks every chapter's notebooks share: was the graded code written in the notebook?"""
+"""What every chapter's checks share: failure messages, and was the code written in the notebook?"""
 from __future__ import annotations
 
 import inspect
@@ -63,3 +63,12 @@ def written_here(obj) -> None:
                     and hasattr(home, name)):
                 raise AssertionError(f"{name} uses {ref!r} from {home.__name__}, the reference "
                                      f"that holds {name}: write {name} yourself")
+
+
+def mismatch(what: str, given, expected, got) -> AssertionError:
+    """An AssertionError that says what was given, what was expected and what came back."""
+    def short(x):
+        text = repr(x)
+        return text if len(text) < 300 else text[:300] + "..."
+    return AssertionError(f"{what}\n  given:    {short(given)}\n  expected: {short(expected)}"
+                          f"\n  got:      {short(got)}")

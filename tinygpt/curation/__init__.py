@@ -1,0 +1,6 @@
+"""Chapter 1, data collection and curation: from a messy crawl to the course corpus.
+
+``crawl`` (hand-written) generates the crawl and its ground truth; ``clean``,
+``quality`` and ``neardup`` are generated from the chapter's solution notebooks;
+``pipeline`` (hand-written) composes them into the corpus every later chapter trains on.
+"""
