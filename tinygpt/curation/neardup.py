@@ -65,22 +65,22 @@ def lsh_candidates(signatures: torch.Tensor, bands: int, rows: int) -> set[tuple
     if bands * rows != signatures.shape[1]:
         raise ValueError(f"bands * rows must equal the signature width "
                          f"{signatures.shape[1]}, got {bands} * {rows}")
-    pairs: set[tuple[int, int]] = set()
-    for band in range(bands):
-        block = signatures[:, band * rows:(band + 1) * rows]
-        _, group = torch.unique(block, dim=0, return_inverse=True)
-        order = torch.argsort(group, stable=True).tolist()
-        group = group.tolist()
-        start = 0
-        while start < len(order):
-            end = start
-            while end < len(order) and group[order[end]] == group[order[start]]:
-                end += 1
-            members = order[start:end]
-            pairs.update((members[i], members[j]) for i in range(len(members))
-                         for j in range(i + 1, len(members)))
-            start = end
-    return pairs
+    n, device = signatures.shape[0], signatures.device
+    blocks = signatures.to(torch.int64).reshape(n, bands, rows).transpose(0, 1)  # (bands, n, rows)
+    mix = torch.tensor([1_000_003 ** r % 2**63 for r in range(rows)], device=device)
+    keys, order = (blocks * mix).sum(-1).sort(dim=1)  # equal bands have equal keys
+    keys, order = keys.flatten(), order.flatten()
+    at = torch.arange(bands * n, device=device)  # positions in the sorted keys of all bands
+    found, step = [torch.zeros(3, 0, dtype=torch.int64, device=device)], 1
+    while len(at):  # documents `step` apart in the sorted order, while their keys are equal
+        at = at[at % n + step < n]
+        at = at[keys[at] == keys[at + step]]
+        found.append(torch.stack([at // n, order[at], order[at + step]]))
+        step += 1
+    band, i, j = torch.cat(found, 1)
+    same = (blocks[band, i] == blocks[band, j]).all(-1)  # drop keys shared by unequal bands
+    pairs = torch.stack([torch.minimum(i, j), torch.maximum(i, j)], 1)[same]
+    return set(map(tuple, torch.unique(pairs, dim=0).tolist()))
 
 
 def near_duplicates(signatures: torch.Tensor, bands: int, rows: int,
