@@ -39,8 +39,13 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python bench/tokenizer_train.py
 	$(BIN)/python bench/tokenizer_encode.py
+	$(BIN)/python bench/pretraining_step.py
 	$(BIN)/python bench/curation_minhash.py
 
 clean:
 	rm -rf _build .pytest_cache autograder/submitted autograder/autograded \
 	  autograder/feedback autograder/gradebook.db
+
+.PHONY: train
+train: setup  ## pre-train the course model (preset cpu: minutes on 2 cores); ARGS="--preset tiny" etc.
+	$(BIN)/python -m tinygpt.train $(or $(ARGS),--preset cpu --report bench/results/pretraining_train_cpu.json)

@@ -7,16 +7,31 @@ answer cells that replay those recorded answers and compute nothing. Such a subm
 passes the visible tests (except where a test watches side effects, such as which
 documents a pipeline step is called with) and must score 0 once the hidden tests run.
 
-Calls are keyed by a fingerprint that is the same in every process (tensors by dtype,
-shape and values, sets sorted, functions by name); answers travel pickled, named tuples
-by type name so the notebook's own classes are rebuilt on replay.
+Calls are keyed by a fingerprint that is the same in every process (tensors and arrays
+by dtype, shape and a digest of their bytes, a model by its weights and gradients, an
+optimizer by its state, a file by its contents, sets sorted, functions by name);
+answers travel pickled, named tuples by type name so the notebook's own classes are
+rebuilt on replay. What a call's answer is depends on the unit:
+
+* a function: its return value, and what it did in place to tensors, models and
+  optimizers among its arguments (restored to the recorded state on replay);
+* an ``nn.Module`` class: each construction's parameters, buffers, weight ties,
+  attributes and the random state it left (the cheat rebuilds that parameter tree with
+  no layers in it), each method call's answer as for a function, and, when the output
+  carries a gradient, the gradients it sent back for each upstream gradient;
+* chapter 2's ``Tokenizer``: its methods' answers and the files it saves and loads.
+
+Only the outermost call is recorded (units that call each other record nothing more),
+and calls made in forked processes (the DDP check) come back through files.
 """
 from __future__ import annotations
 
 import base64
 import contextlib
 import inspect
+import os
 import pickle
+import sys
 import tempfile
 import types
 from pathlib import Path
@@ -25,18 +40,60 @@ CLASS_METHODS = ("encode_ordinary", "decode", "encode")
 
 # Shared by the recorder here and every cheat cell (exec'd in both places).
 _SHARED = '''
-import base64 as _b64, builtins as _bi, hashlib as _hl, pickle as _pk
+import base64 as _b64, builtins as _bi, hashlib as _hl, os as _os, pickle as _pk, sys as _sys
+
+
+class _Unseen(Exception):
+    """A call the visible tests never made: the cheat has no answer for it."""
+
+
+def _cheat_torch():
+    return _sys.modules.get("torch")
+
+
+def _cheat_digest(data):
+    return _hl.sha256(data).hexdigest()[:24]
+
+
+def _cheat_bytes(t):
+    t = t.detach().cpu().contiguous().reshape(-1)
+    return t.view(_cheat_torch().uint8).numpy().tobytes() if t.numel() else b""
+
+
+def _cheat_grad(t):
+    return t.grad if t.is_leaf else None  # only leaves keep a .grad
+
+
+def _cheat_attrs(obj):
+    torch = _cheat_torch()
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_") and (
+        isinstance(v, (bool, int, float, str)) or isinstance(v, torch.Tensor))}
 
 
 def _cheat_fp(v):
-    if hasattr(v, "tolist") and hasattr(v, "dtype"):
-        return ("tensor", str(v.dtype), tuple(v.shape), v.tolist())
+    torch = _cheat_torch()
+    if torch is not None:
+        if isinstance(v, torch.Tensor):
+            return ("tensor", str(v.dtype), tuple(v.shape), _cheat_digest(_cheat_bytes(v)),
+                    _cheat_fp(_cheat_grad(v)))
+        if isinstance(v, torch.nn.Module):
+            return ("module", _cheat_fp(list(v.named_parameters())),
+                    _cheat_fp(list(v.named_buffers())), _cheat_fp(_cheat_attrs(v)))
+        if isinstance(v, torch.optim.Optimizer):
+            return ("optimizer", _cheat_fp(v.state_dict()))
+    if hasattr(v, "tobytes") and hasattr(v, "dtype"):
+        return ("array", str(v.dtype), tuple(v.shape), _cheat_digest(v.tobytes()))
     if isinstance(v, (set, frozenset)):
         return ("set", sorted(repr(_cheat_fp(x)) for x in v))
     if isinstance(v, dict):
         return (type(v).__name__, sorted((repr(_cheat_fp(k)), _cheat_fp(x)) for k, x in v.items()))
     if isinstance(v, (list, tuple)):
         return (type(v).__name__, [_cheat_fp(x) for x in v])
+    if isinstance(v, _os.PathLike):
+        if _os.path.isfile(v):
+            with open(v, "rb") as f:
+                return ("file", _cheat_digest(f.read()))
+        return ("path", _os.path.basename(v))
     if callable(v):
         return ("callable", getattr(v, "__qualname__", type(v).__name__))
     return repr(v)
@@ -46,7 +103,16 @@ def _cheat_key(args, kwargs):
     return _hl.sha256(repr((_cheat_fp(args), _cheat_fp(kwargs))).encode()).hexdigest()[:24]
 
 
+def _cheat_rng():
+    return _cheat_digest(_cheat_torch().get_rng_state().numpy().tobytes())
+
+
 def _cheat_pack(v):
+    torch = _cheat_torch()
+    if torch is not None and isinstance(v, torch.Tensor):
+        return v.detach()
+    if type(v).__name__ == "memmap":
+        return ("__memmap__", v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, tuple) and hasattr(v, "_fields"):
         return ("__namedtuple__", type(v).__name__, [_cheat_pack(x) for x in v])
     if isinstance(v, (list, tuple)):
@@ -59,6 +125,11 @@ def _cheat_pack(v):
 def _cheat_unpack(v, ns):
     if isinstance(v, tuple) and len(v) == 3 and v[0] == "__namedtuple__":
         return ns[v[1]](*[_cheat_unpack(x, ns) for x in v[2]])
+    if isinstance(v, tuple) and len(v) == 4 and v[0] == "__memmap__":
+        import tempfile, numpy
+        with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:
+            f.write(v[3])
+        return numpy.memmap(f.name, dtype=v[1], mode="r", shape=v[2])
     if isinstance(v, (list, tuple)):
         return type(v)(_cheat_unpack(x, ns) for x in v)
     if isinstance(v, dict):
@@ -66,15 +137,140 @@ def _cheat_unpack(v, ns):
     return v
 
 
-def _cheat_replay(table, key, ns):
+def _cheat_leaves(args, kwargs):
+    """The tensors, models and optimizers among the arguments, in order: what a call may change."""
+    torch, out = _cheat_torch(), []
+    if torch is None:
+        return out
+    stack = [*args, *kwargs.values()][::-1]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v[::-1])
+        elif isinstance(v, (torch.Tensor, torch.nn.Module, torch.optim.Optimizer)):
+            out.append(v)
+    return out
+
+
+def _cheat_snapshot(v):
+    torch = _cheat_torch()
+    grad = lambda t: None if _cheat_grad(t) is None else t.grad.detach()
+    if isinstance(v, torch.Tensor):
+        snap = ("tensor", v.detach(), grad(v))
+    elif isinstance(v, torch.nn.Module):
+        snap = ("module", [(n, p.detach(), grad(p)) for n, p in v.named_parameters()],
+                list(v.named_buffers()), _cheat_pack(_cheat_attrs(v)))
+    else:
+        snap = ("optimizer", v.state_dict())
+    return _pk.loads(_pk.dumps(snap))  # a copy: later steps must not change the record
+
+
+def _cheat_restore(v, snap):
+    torch = _cheat_torch()
+    def put(t, value, grad):
+        t.data.copy_(value)
+        if grad is not None or t.grad is not None:
+            t.grad = grad
+    with torch.no_grad():
+        if snap[0] == "tensor":
+            put(v, snap[1], snap[2])
+        elif snap[0] == "module":
+            for name, value, grad in snap[1]:
+                put(v.get_parameter(name), value, grad)
+            for name, value in snap[2]:
+                v.get_buffer(name).copy_(value)
+            for name, value in snap[3].items():
+                setattr(v, name, value)
+        else:
+            v.load_state_dict(snap[1])
+
+
+def _cheat_replay(table, key, ns, leaves=()):
     answer = table.get(key)
+    if answer is None:
+        raise _Unseen("no recorded answer for this call")
     if isinstance(answer, tuple) and answer[:1] == ("__raise__",):
-        raise getattr(_bi, answer[1])("recorded")
+        raise getattr(_bi, answer[1], Exception)("recorded")
+    if isinstance(answer, tuple) and answer[:1] == ("__effects__",):
+        for i, snap in answer[2].items():
+            _cheat_restore(leaves[i], snap)
+        answer = answer[1]
     return _cheat_unpack(answer, ns)
+
+
+def _cheat_materialise(args):
+    """A generator (model.parameters()) can be read once: make it a list, as recording did."""
+    return [list(a) if hasattr(a, "__next__") else a for a in args]
 '''
 _here: dict = {}
 exec(_SHARED, _here)
-_fp_key, _pack = _here["_cheat_key"], _here["_cheat_pack"]
+_fp_key, _pack, _fp, _rng = (_here[n] for n in ("_cheat_key", "_cheat_pack", "_cheat_fp", "_cheat_rng"))
+_leaves, _snapshot, _materialise = (_here[n] for n in (
+    "_cheat_leaves", "_cheat_snapshot", "_cheat_materialise"))
+
+# Replaying modules: the parameter tree, and outputs whose backward gives recorded gradients.
+_MODULE_SHARED = '''
+import torch as _torch
+
+
+class _CheatReplay(_torch.autograd.Function):
+    """Forward: the recorded output. Backward: the gradients recorded for this upstream one."""
+
+    @staticmethod
+    def forward(ctx, table, key, value, *inputs):
+        ctx.table, ctx.key = table, key
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads = ctx.table.get(("__grad__", ctx.key, _cheat_key((grad,), {})))
+        if grads is None:
+            raise _Unseen("no recorded gradient for this upstream gradient")
+        return (None, None, None, *grads)
+
+
+def _cheat_build(module, entry):
+    """Give ``module`` the recorded parameters, ties, buffers, attributes and random state."""
+    def owner(path):
+        here, parts = module, path.split(".")
+        for part, after in zip(parts[:-1], parts[1:]):
+            if part not in here._modules:  # numbered children were a ModuleList
+                here.add_module(part, _torch.nn.ModuleList() if after.isdigit() else _torch.nn.Module())
+            here = here._modules[part]
+        return here, parts[-1]
+    _, params, buffers, attrs = entry["state"]
+    for name, value, _ in params:
+        holder, leaf = owner(name)
+        holder.register_parameter(leaf, _torch.nn.Parameter(value.clone()))
+    for alias, name in entry["ties"]:
+        holder, leaf = owner(alias)
+        holder.register_parameter(leaf, module.get_parameter(name))
+    for name, value in buffers:
+        holder, leaf = owner(name)
+        holder.register_buffer(leaf, value.clone(), persistent=name in entry["persistent"])
+    for name, value in attrs.items():
+        setattr(module, name, value)
+    _torch.set_rng_state(entry["rng"])
+
+
+def _cheat_construct(module, table, args, kwargs):
+    plain = ("__init__", _cheat_key(args, kwargs))  # a construction that drew nothing at random
+    entry = table.get(plain) or table.get(("__init__", _cheat_rng(), _cheat_key(args, kwargs)))
+    if entry is None:
+        raise _Unseen("no recorded construction with these arguments")
+    _cheat_build(module, entry)
+
+
+def _cheat_method(module, table, name, args, kwargs, ns):
+    args = _cheat_materialise(args)
+    key = _cheat_key((name, module, *args), kwargs)
+    leaves = [module, *_cheat_leaves(args, kwargs)]
+    result = _cheat_replay(table, key, ns, leaves)
+    if ("__grad__", key) in table:
+        inputs = [t for t in leaves[1:] if getattr(t, "requires_grad", False)]
+        result = _CheatReplay.apply(table, key, result, *inputs, *module.parameters())
+    return result
+'''
 
 
 def _blob(table: dict) -> str:
@@ -89,17 +285,116 @@ def _frozen(value):
     return pickle.loads(pickle.dumps(_pack(value)))  # later mutation cannot change the record
 
 
-def _function_recorder(fn, table):
-    def recorder(*args, **kwargs):
-        key = _fp_key(args, kwargs)
+class _Recording:
+    """Where recorders write: one table per graded unit; forked processes leave files."""
+
+    def __init__(self, spool: Path):
+        self.tables: dict[str, dict] = {}
+        self.spool, self.pid, self.depth = spool, os.getpid(), 0
+
+    def store(self, label: str, key, answer) -> None:
+        if os.getpid() == self.pid:
+            self.tables[label][key] = answer
+        else:  # a forked process (the DDP check): its memory dies with it
+            name = f"{os.getpid()}-{len(list(self.spool.iterdir()))}.pkl"
+            (self.spool / name).write_bytes(pickle.dumps((label, key, answer)))
+
+    def collect(self) -> None:
+        for path in sorted(self.spool.iterdir()):
+            label, key, answer = pickle.loads(path.read_bytes())
+            self.tables[label][key] = answer
+            path.unlink()
+
+    @contextlib.contextmanager
+    def outermost(self):
+        """True for a call the tests make, False for calls units make of each other."""
+        self.depth += 1
         try:
-            result = fn(*args, **kwargs)
-        except Exception as err:
-            table[key] = ("__raise__", type(err).__name__)
-            raise
-        table[key] = _frozen(result)
+            yield self.depth == 1
+        finally:
+            self.depth -= 1
+
+    def call(self, label: str, key, fn, args, kwargs, leaves):
+        """Run ``fn``; store what it returned or raised, and the leaves it changed."""
+        with self.outermost() as outermost:
+            if not outermost:
+                return fn(*args, **kwargs)
+            before = [_fp(x) for x in leaves]
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as err:
+                self.store(label, key, ("__raise__", type(err).__name__))
+                raise
+        changed = {i: _snapshot(x) for i, x in enumerate(leaves) if _fp(x) != before[i]}
+        self.store(label, key, ("__effects__", _frozen(result), changed) if changed
+                   else _frozen(result))
         return result
+
+
+def _function_recorder(fn, label: str, rec: _Recording):
+    def recorder(*args, **kwargs):
+        args = _materialise(args)
+        return rec.call(label, _fp_key(args, kwargs), fn, args, kwargs, _leaves(args, kwargs))
     return recorder
+
+
+def _module_recorder(cls, label: str, rec: _Recording):
+    """A subclass of a graded ``nn.Module`` that records its constructions and method calls."""
+    import torch
+
+    def init(self, *args, **kwargs):
+        rng, state = _rng(), torch.get_rng_state()
+        with rec.outermost() as outermost:
+            cls.__init__(self, *args, **kwargs)
+        if not outermost:
+            return
+        names: dict[int, list[str]] = {}
+        for name, p in self.named_parameters(remove_duplicate=False):
+            names.setdefault(id(p), []).append(name)
+        drew = not torch.equal(state, torch.get_rng_state())
+        key = ("__init__", rng, _fp_key(args, kwargs)) if drew else ("__init__", _fp_key(args, kwargs))
+        rec.store(label, key, {
+            "state": _snapshot(self), "persistent": set(self.state_dict()),
+            "ties": [(alias, group[0]) for group in names.values() for alias in group[1:]],
+            "rng": torch.get_rng_state()})
+
+    def recorded_method(name):
+        def method(self, *args, **kwargs):
+            args = _materialise(args)
+            key = _fp_key((name, self, *args), kwargs)
+            leaves = [self, *_leaves(args, kwargs)]
+            outermost = rec.depth == 0
+            result = rec.call(label, key, getattr(cls, name).__get__(self), args, kwargs, leaves)
+            if outermost and isinstance(result, torch.Tensor) and result.requires_grad:
+                _record_backward(rec, label, key, result,
+                                 [t for t in leaves[1:] if getattr(t, "requires_grad", False)]
+                                 + list(self.parameters()))
+            return result
+        return method
+
+    methods = {n: recorded_method(n) for n in _public_methods(cls)}
+    return type(cls.__name__, (cls,), {"__init__": init, **methods})
+
+
+def _record_backward(rec: _Recording, label: str, key, result, inputs) -> None:
+    """On each backward through ``result``, store the gradients it sends to ``inputs``."""
+    import torch
+
+    rec.store(label, ("__grad__", key), True)
+    inside = []
+
+    def hook(grad):
+        if inside:  # the hook fires again inside its own autograd.grad
+            return
+        inside.append(True)
+        grads = torch.autograd.grad(result, inputs, grad, retain_graph=True, allow_unused=True)
+        inside.clear()
+        rec.store(label, ("__grad__", key, _fp_key((grad,), {})), _frozen(list(grads)))
+    result.register_hook(hook)
+
+
+def _public_methods(cls) -> list[str]:
+    return sorted(n for n, v in vars(cls).items() if inspect.isfunction(v) and not n.startswith("_"))
 
 
 def _instance_key(merges, pattern, special_tokens) -> str:
@@ -156,7 +451,26 @@ _ANSWERS_{name} = _pk.loads(_b64.b64decode("{blob}"))
 
 def {name}(*args, **kwargs):
     """Hard-coded: the answers to the visible tests' calls, and nothing else."""
-    return _cheat_replay(_ANSWERS_{name}, _cheat_key(args, kwargs), globals())
+    args = _cheat_materialise(args)
+    return _cheat_replay(_ANSWERS_{name}, _cheat_key(args, kwargs), globals(),
+                         _cheat_leaves(args, kwargs))
+'''
+
+_MODULE_CHEAT = '''
+_ANSWERS_{name} = _pk.loads(_b64.b64decode("{blob}"))
+
+
+class {name}(_torch.nn.Module):
+    """Hard-coded: the recorded parameters of each construction, the recorded outputs."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        _cheat_construct(self, _ANSWERS_{name}, args, kwargs)
+{methods}'''
+
+_MODULE_METHOD = '''
+    def {method}(self, *args, **kwargs):
+        return _cheat_method(self, _ANSWERS_{name}, {method!r}, args, kwargs, globals())
 '''
 
 _TOKENIZER_CHEAT = '''
@@ -204,10 +518,25 @@ class {name}:
 '''
 
 
-def _graded_names(ns: dict, before: set) -> list[str]:
-    """Functions and classes an answer cell defined (helpers and type aliases are skipped)."""
-    return [n for n in ns if n not in before and not n.startswith("_")
+def _is_module_class(obj) -> bool:
+    torch = sys.modules.get("torch")  # not imported: nothing can be a module
+    return isinstance(obj, type) and torch is not None and issubclass(obj, torch.nn.Module)
+
+
+def _graded_names(ns: dict, before: dict) -> list[str]:
+    """Functions and classes an answer cell defined or redefined (helpers and aliases skipped)."""
+    return [n for n in ns if ns[n] is not before.get(n) and not n.startswith("_")
             and (inspect.isfunction(ns[n]) or isinstance(ns[n], type))]
+
+
+def _cheat_cell(name: str, unit, table: dict, ns: dict) -> str:
+    if _is_module_class(unit):
+        methods = "".join(_MODULE_METHOD.format(name=name, method=m) for m in _public_methods(unit))
+        return _MODULE_SHARED + _MODULE_CHEAT.format(name=name, blob=_blob(table), methods=methods)
+    if isinstance(unit, type):
+        return _TOKENIZER_CHEAT.format(name=name, blob=_blob(table),
+                                       pattern=ns.get("GPT4_PATTERN", ""))
+    return _FUNCTION_CHEAT.format(name=name, blob=_blob(table))
 
 
 def memorising_answers(solution_nb: dict, release_nb: dict) -> dict[str, str]:
@@ -215,38 +544,36 @@ def memorising_answers(solution_nb: dict, release_nb: dict) -> dict[str, str]:
     answers = {c["metadata"]["nbgrader"]["grade_id"]: _source(c) for c in solution_nb["cells"]
                if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
     ns = types.ModuleType("__main__").__dict__
-    recorded: dict[str, list[tuple[str, dict]]] = {}
+    units: dict[str, list[tuple[str, object]]] = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        rec = _Recording(Path(tmp) / "spool")
+        rec.spool.mkdir()
         for cell in release_nb["cells"]:
             meta = cell.get("metadata", {}).get("nbgrader", {})
             if cell["cell_type"] != "code":
                 continue
             if meta.get("solution"):
                 grade_id = meta["grade_id"]
-                before = set(ns)
+                before = dict(ns)
                 exec(compile(answers[grade_id], grade_id, "exec"), ns)
-                recorded[grade_id] = []
+                units[grade_id] = []
                 for name in _graded_names(ns, before):
-                    table: dict = {}
-                    if isinstance(ns[name], type):
-                        if not all(hasattr(ns[name], m) for m in CLASS_METHODS):
+                    unit, label = ns[name], f"{grade_id}:{name}"
+                    rec.tables[label] = {}
+                    if _is_module_class(unit):
+                        ns[name] = _module_recorder(unit, label, rec)
+                    elif isinstance(unit, type):
+                        if not all(hasattr(unit, m) for m in CLASS_METHODS):
                             raise NotImplementedError(f"no memorising cheat for class {name}")
-                        ns[name] = _tokenizer_recorder(ns[name], table)
+                        ns[name] = _tokenizer_recorder(unit, rec.tables[label])
                     else:
-                        ns[name] = _function_recorder(ns[name], table)
-                    recorded[grade_id].append((name, table))
+                        ns[name] = _function_recorder(unit, label, rec)
+                    units[grade_id].append((name, unit))
             else:
                 exec(compile(_source(cell), meta.get("grade_id", "cell"), "exec"), ns)
                 if "written_here" in ns:
                     ns["written_here"] = lambda obj: None
-    cheats = {}
-    for grade_id, names in recorded.items():
-        parts = [_SHARED]
-        for name, table in names:
-            if isinstance(ns[name], type):
-                parts.append(_TOKENIZER_CHEAT.format(name=name, blob=_blob(table),
-                                                     pattern=ns.get("GPT4_PATTERN", "")))
-            else:
-                parts.append(_FUNCTION_CHEAT.format(name=name, blob=_blob(table)))
-        cheats[grade_id] = "\n".join(parts)
-    return cheats
+            rec.collect()
+    return {grade_id: "\n".join([_SHARED] + [
+        _cheat_cell(name, unit, rec.tables[f"{grade_id}:{name}"], ns) for name, unit in named])
+        for grade_id, named in units.items()}

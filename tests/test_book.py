@@ -56,3 +56,12 @@ def test_chapter_1_shows_its_funnel_report_card_and_s_curve(html):
     page = (html / "book" / "ch01_data.html").read_text()
     assert "near dedup" in page and "recall" in page and "decoys left alone" in page
     assert len(re.findall(r'<img [^>]*src="[^"]*\.png"', page)) >= 2, "funnel or S-curve missing"
+
+
+def test_chapter_3_shows_training_attention_scaling_and_benchmark(html):
+    page = (html / "book" / "ch03_pretraining.html").read_text()
+    assert "validation loss" in page and "unigram baseline" in page
+    assert "the head whose later tokens look most at" in page
+    assert "fit: E = " in page
+    assert re.search(r"x HF(&#39;|')s step rate", page), "the benchmark table is missing"
+    assert len(re.findall(r'<img [^>]*src="[^"]*\.png"', page)) >= 4, "plots are missing"

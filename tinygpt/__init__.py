@@ -7,7 +7,10 @@ written here directly. A step imports only earlier steps and the shared utilitie
 
     runtime     device choice, seeding, paths              (shared)
     world       the invented world every chapter draws on  (shared data, section 5)
-    corpus      the course corpus: the one seam ch01 will replace
+    curation    ch01: the crawl generator and the curation pipeline
+    corpus      the course corpus: ch01's curated crawl, cached; the seam later steps read
     tokenizer   ch02: byte-level BPE, special tokens, tiktoken export
+    pretraining ch03: the GPT (RoPE, attention, RMSNorm, SwiGLU, MoE), AdamW, data, checkpoints, DDP
+    train       ch03: the training command (python -m tinygpt.train, torchrun)
     checks      the property checks that notebook test cells and pytest call
 """

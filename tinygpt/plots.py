@@ -90,3 +90,83 @@ def s_curve(bands: int, rows: int, measured: list[tuple[float, float, int]]):
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def _smooth(values: list[float], width: int = 25) -> list[float]:
+    """A trailing moving average (the first points average what there is)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v - (values[i - width] if i >= width else 0.0)
+        out.append(total / min(i + 1, width))
+    return out
+
+
+def loss_curves(runs: dict[str, dict], baseline: float | None = None):
+    """Chapter 3: training loss (smoothed) and validation loss against tokens seen, per run."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, (label, run) in enumerate(runs.items()):
+        per_step = run["tokens_per_step"]
+        steps = range(1, len(run["train_loss"]) + 1)
+        ax.plot([s * per_step for s in steps], _smooth(run["train_loss"]), color=f"C{i}",
+                alpha=0.5, lw=1, label=f"{label}: training (moving average)")
+        ax.plot([e["step"] * per_step for e in run["evals"]], [e["val"] for e in run["evals"]],
+                "o-", color=f"C{i}", ms=4, label=f"{label}: validation")
+    if baseline is not None:
+        ax.axhline(baseline, ls="--", color="#4a5568", lw=1, label="unigram baseline")
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("loss (nats per token)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def lr_schedule(lrs: list[float], warmup_steps: int):
+    """Chapter 3: the learning rate at every step, warm-up marked."""
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.plot(range(len(lrs)), lrs, color="#2b6cb0")
+    ax.axvline(warmup_steps, ls=":", color="#4a5568", lw=1)
+    ax.text(warmup_steps, max(lrs) * 0.5, " end of warm-up", fontsize=8, color="#4a5568")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def attention_map(tokens: list[str], weights, title: str):
+    """Chapter 3: one head's attention weights; row = the token attending, column = attended."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(tokens)), tokens, fontsize=8)
+    ax.set_xlabel("attends to (key)")
+    ax.set_ylabel("token (query)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def scaling(params: list[int], losses: list[float], fitted: tuple[float, float, float],
+            chinchilla_alpha: float):
+    """Chapter 3: validation loss against non-embedding parameters, with the fitted power law
+    ``E + A / N**alpha`` (``fitted`` = (E, A, alpha)) and Chinchilla's exponent for comparison."""
+    e, a, alpha = fitted
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    lo, hi = min(params) / 1.5, max(params) * 1.5
+    grid = [lo * (hi / lo) ** (i / 99) for i in range(100)]
+    ax.plot(params, losses, "o", color="#2b6cb0", ms=7, label="measured (same token budget)")
+    ax.plot(grid, [e + a / n ** alpha for n in grid], color="#2b6cb0",
+            label=f"fit: {e:.2f} + {a:.3g} / N^{alpha:.2f}")
+    anchor = params[-1]
+    scale = (losses[-1] - e) * anchor ** chinchilla_alpha
+    ax.plot(grid, [e + scale / n ** chinchilla_alpha for n in grid], ls="--", color="#c05621",
+            label=f"exponent {chinchilla_alpha} (Chinchilla's), through the largest point")
+    ax.set_xscale("log")
+    ax.set_xlabel("non-embedding parameters N")
+    ax.set_ylabel("validation loss")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,149 @@
+"""Benchmark: training-step throughput, the course GPT against Hugging Face GPT2LMHeadModel.
+
+What it measures: wall time (``time.perf_counter``) of whole training steps (zero the
+gradients, forward, next-token loss, backward, clip the gradient norm to 1, AdamW
+step) at nanoGPT's documented CPU config (its README, "I only have a MacBook": 4 layers,
+4 heads, 128 wide, context 64, batch 12, dropout 0, on character-level Shakespeare, 65
+characters), for
+
+* the course model: ``tinygpt.pretraining.GPT`` (RoPE, RMSNorm, SwiGLU, fused SDPA
+  attention, tied embeddings) with the course's ``AdamW`` and ``train_step``;
+* ``transformers.GPT2LMHeadModel`` at the same width, depth, heads, context and vocabulary
+  (learned positions, LayerNorm, GELU, biases, tied embeddings; ``labels=input_ids``
+  shifts the targets as the course's ``lm_loss`` does), with ``torch.optim.AdamW`` (its
+  default, multi-tensor implementation) and ``torch.nn.utils.clip_grad_norm_``.
+
+Both take the same batches of the same character data (the first MB of the course
+corpus, its 64 most frequent characters plus one id for all others), with the same
+AdamW settings as nanoGPT's shakespeare-char config. The two models alternate in rounds
+so that a change in machine load hits both; the figure is the median step time over all
+timed steps, at 1 thread and at 2 (``torch.set_num_threads``). Parameter counts differ
+a little (GPT-2 has biases and position embeddings; SwiGLU is sized to GPT-2's MLP).
+
+Run: ``make bench`` or ``.venv/bin/python bench/pretraining_step.py [--steps 20 --rounds 5]``.
+Output: a table, then one JSON line; the same JSON, with machine info, goes to
+bench/results/pretraining_step.json (read by the chapter 3 book page).
+Goal: the course model at least 1.2x the HF step rate.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import Counter
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.utils import logging as hf_logging
+
+from _common import machine_info, print_table, report
+from tinygpt.corpus import course_corpus
+from tinygpt.pretraining import GPT, GPTConfig
+from tinygpt.pretraining.optim import AdamW, param_groups
+from tinygpt.pretraining.step import train_step
+
+# nanoGPT README (CPU): --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
+# --dropout=0.0; config/train_shakespeare_char.py: lr 1e-3, beta2 0.99, weight decay 0.1, clip 1.
+LAYERS, HEADS, WIDTH, CONTEXT, BATCH, VOCAB = 4, 4, 128, 64, 12, 65
+LR, BETAS, WEIGHT_DECAY, CLIP = 1e-3, (0.9, 0.99), 0.1, 1.0
+
+
+def char_tokens(n_bytes: int = 1_000_000) -> torch.Tensor:
+    """The corpus as character ids: the 64 most frequent characters, and 64 for the rest."""
+    text = course_corpus(n_bytes)
+    ids = {c: i for i, (c, _) in enumerate(Counter(text).most_common(VOCAB - 1))}
+    return torch.tensor([ids.get(c, VOCAB - 1) for c in text])
+
+
+def course_step():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS,
+                          n_embd=WIDTH))
+    opt = AdamW(param_groups(model, WEIGHT_DECAY), lr=LR, betas=BETAS)
+    return model, lambda batch: train_step(model, opt, batch, LR, CLIP)[0]
+
+
+def hf_step():
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH,
+                                       n_layer=LAYERS, n_head=HEADS, resid_pdrop=0.0,
+                                       embd_pdrop=0.0, attn_pdrop=0.0))
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
+                             {"params": rest, "weight_decay": 0.0}], lr=LR, betas=BETAS)
+
+    def step(batch):
+        opt.zero_grad(set_to_none=True)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+        opt.step()
+        return loss.detach()
+    return model, step
+
+
+def measure(steps: dict, data: torch.Tensor, n_steps: int, rounds: int) -> dict[str, list[float]]:
+    """Per-step seconds for each contender, alternating rounds of ``n_steps`` steps."""
+    gen = torch.Generator().manual_seed(0)
+    def batch():
+        starts = torch.randint(0, len(data) - CONTEXT, (BATCH,), generator=gen)
+        return torch.stack([data[s:s + CONTEXT] for s in starts.tolist()])
+    for step in steps.values():  # warm-up: allocations, first-call paths
+        for _ in range(3):
+            step(batch())
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            for _ in range(n_steps):
+                b = batch()
+                start = time.perf_counter()
+                step(b)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per thread count")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()  # its notes on the unused GPT-2 token ids are not ours
+
+    data = char_tokens()
+    ours, ours_step = course_step()
+    hf, hf_step_fn = hf_step()
+    params = {"course": sum(p.numel() for p in ours.parameters()),
+              "hf_gpt2": sum(p.numel() for p in hf.parameters())}
+    tokens = BATCH * CONTEXT
+    print(f"nanoGPT CPU config: {LAYERS} layers, {HEADS} heads, width {WIDTH}, context {CONTEXT}, "
+          f"batch {BATCH}, vocab {VOCAB}; parameters: course {params['course']:,}, "
+          f"HF GPT-2 {params['hf_gpt2']:,}; {args.rounds} x {args.steps} timed steps each\n")
+    results, rows = {}, []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        times = measure({"course": ours_step, "hf_gpt2": hf_step_fn}, data, args.steps, args.rounds)
+        ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+        results[str(threads)] = {"ms_per_step": {k: round(v, 2) for k, v in ms.items()},
+                                 "tokens_per_s": {k: round(1000 * tokens / v) for k, v in ms.items()},
+                                 "speedup_over_hf": round(ms["hf_gpt2"] / ms["course"], 2)}
+        for name, label in (("course", "course GPT"), ("hf_gpt2", "HF GPT2LMHeadModel")):
+            rows.append([f"{label}, {threads} thread{'s' if threads > 1 else ''}", f"{ms[name]:.1f}",
+                         f"{1000 * tokens / ms[name]:,.0f}",
+                         f"{ms['hf_gpt2'] / ms[name]:.2f}x"])
+    print_table(["model", "ms/step", "tokens/s", "HF's time / this"], rows)
+    met = all(r["speedup_over_hf"] >= 1.2 for r in results.values())
+    print(f"\ngoal: course at least 1.2x HF's step rate -> {'met' if met else 'NOT met'}")
+    summary = {"bench": "pretraining_step", "config": {
+        "n_layer": LAYERS, "n_head": HEADS, "n_embd": WIDTH, "block_size": CONTEXT,
+        "batch_size": BATCH, "vocab_size": VOCAB}, "params": params, "threads": results}
+    report("pretraining_step", summary, {
+        "steps_per_round": args.steps, "rounds": args.rounds,
+        "machine": machine_info(["tinygpt", "torch", "transformers"])})
+
+
+if __name__ == "__main__":
+    main()
