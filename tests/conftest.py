@@ -1,4 +1,5 @@
-"""Shared pytest set-up: the gpu marker skips without CUDA; paths of the repository."""
+"""Shared pytest set-up: the gpu marker skips without CUDA; paths of the repository; the
+mutant count that the chapters' checks-can-fail tests share."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,3 +18,14 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def seeds_rejecting(check, units: tuple, seeds: int) -> int:
+    """On how many of ``seeds`` seeds ``check(*units, seed=...)`` rejects (AssertionError)."""
+    failures = 0
+    for seed in range(seeds):
+        try:
+            check(*units, seed=seed)
+        except AssertionError:
+            failures += 1
+    return failures

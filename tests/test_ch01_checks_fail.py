@@ -10,6 +10,7 @@ import torch
 
 from tinygpt.checks import ch01 as checks
 from tinygpt.curation import clean, neardup, quality
+from conftest import seeds_rejecting
 
 
 def _luhn_wrong_digits(number):
@@ -102,10 +103,5 @@ MUTANTS = [
 
 @pytest.mark.parametrize("check,mutant", MUTANTS, ids=lambda x: getattr(x, "__name__", "mutant"))
 def test_check_rejects_a_wrong_answer(check, mutant):
-    failures = 0
-    for seed in range(3):
-        try:
-            check(*mutant, seed=seed)
-        except AssertionError:
-            failures += 1
+    failures = seeds_rejecting(check, mutant, 3)
     assert failures >= 2, f"{check.__name__} let a wrong answer through on {3 - failures} seeds"

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from tinygpt.checks import ch03 as checks
 from tinygpt.pretraining import attention, checkpoint, data, layers, model, moe, optim
 from tinygpt.pretraining.step import train_step
+from conftest import seeds_rejecting
 
 
 def _interleaved_rope(x, cos, sin):  # LLaMA-1's pairing (2i, 2i + 1), not (i, i + D/2)
@@ -162,12 +163,7 @@ def _name(x):
 
 @pytest.mark.parametrize("check,units", MUTANTS, ids=_name)
 def test_check_rejects_a_wrong_answer(check, units):
-    failures = 0
-    for seed in range(4):
-        try:
-            check(*units, seed=seed)
-        except AssertionError:
-            failures += 1
+    failures = seeds_rejecting(check, units, 4)
     assert failures >= 3, f"{check.__name__} let a wrong answer through on {4 - failures} seeds"
 
 

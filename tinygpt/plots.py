@@ -1,7 +1,9 @@
 """Figures for the book, drawn with matplotlib from data the pages compute (infrastructure).
 
-``pipeline_map`` draws the course's fifteen steps; ``bytes_per_token`` the curve of
-chapter 2. Each returns the figure so a page can show it.
+``pipeline_map`` draws the course's fifteen steps; the others draw one chapter's
+figures (chapter 1: the filter funnel and the LSH S-curve; chapter 2: bytes per token;
+chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit).
+Each returns the figure so a page can show it.
 """
 from __future__ import annotations
 
@@ -13,6 +15,17 @@ STEPS = [
     "Deployment\nprep", "API\ngateway", "Prompt\nassembly", "Tokeni-\nzation", "Prefill",
     "Sampling", "Decode\nloop", "Tool\nuse", "Extended\nthinking", "Response\ncomplete",
 ]
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, log_grid: bool = False, legend: bool = True):
+    """Axis labels, a light grid (minor lines too on log axes), the legend; tight layout."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both" if log_grid else "major", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def pipeline_map(built: set[int] = frozenset()):
@@ -50,12 +63,8 @@ def bytes_per_token(sizes: list[int], ours: list[float], references: dict[str, t
     for name, (size, value) in references.items():
         ax.plot([size], [value], "s", markersize=8, label=f"{name} ({size:,} tokens)")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("vocabulary size (tokens)")
-    ax.set_ylabel("bytes per token (held-out text)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "vocabulary size (tokens)", "bytes per token (held-out text)",
+                   log_grid=True)
 
 
 def funnel(report: list[dict], start: int):
@@ -113,12 +122,7 @@ def loss_curves(runs: dict[str, dict], baseline: float | None = None):
                 "o-", color=f"C{i}", ms=4, label=f"{label}: validation")
     if baseline is not None:
         ax.axhline(baseline, ls="--", color="#4a5568", lw=1, label="unigram baseline")
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("loss (nats per token)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "tokens seen", "loss (nats per token)")
 
 
 def lr_schedule(lrs: list[float], warmup_steps: int):
@@ -127,11 +131,7 @@ def lr_schedule(lrs: list[float], warmup_steps: int):
     ax.plot(range(len(lrs)), lrs, color="#2b6cb0")
     ax.axvline(warmup_steps, ls=":", color="#4a5568", lw=1)
     ax.text(warmup_steps, max(lrs) * 0.5, " end of warm-up", fontsize=8, color="#4a5568")
-    ax.set_xlabel("step")
-    ax.set_ylabel("learning rate")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "step", "learning rate", legend=False)
 
 
 def attention_map(tokens: list[str], weights, title: str):
@@ -164,9 +164,4 @@ def scaling(params: list[int], losses: list[float], fitted: tuple[float, float, 
     ax.plot(grid, [e + scale / n ** chinchilla_alpha for n in grid], ls="--", color="#c05621",
             label=f"exponent {chinchilla_alpha} (Chinchilla's), through the largest point")
     ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters N")
-    ax.set_ylabel("validation loss")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, ax, "non-embedding parameters N", "validation loss", log_grid=True)
