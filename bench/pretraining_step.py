@@ -11,7 +11,8 @@ characters), for
 * ``transformers.GPT2LMHeadModel`` at the same width, depth, heads, context and vocabulary
   (learned positions, LayerNorm, GELU, biases, tied embeddings; ``labels=input_ids``
   shifts the targets as the course's ``lm_loss`` does), with ``torch.optim.AdamW`` (its
-  default, multi-tensor implementation) and ``torch.nn.utils.clip_grad_norm_``.
+  default on the CPU: one parameter tensor at a time, like the course's; the multi-tensor
+  ``foreach`` route is the default on CUDA only) and ``torch.nn.utils.clip_grad_norm_``.
 
 Both take the same batches of the same character data (the first MB of the course
 corpus, its 64 most frequent characters plus one id for all others), with the same
