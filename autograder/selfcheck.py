@@ -9,41 +9,36 @@ grader: the notebook that runs is the *instructor's copy* (``solutions/`` when p
 with its hidden tests; else the release in ``exercises/``), into which only your answer
 cells are copied, matched by nbgrader ``grade_id``. Editing or deleting a test cell in
 your copy therefore changes nothing. A test cell scores its points when it raises no
-error and writes nothing to stderr, as in nbgrader. It runs in a fresh temporary folder.
+error and writes nothing to stderr, as in nbgrader.
+
+It is a front end of the batch grader's engine (``engine.py``): the same assembly, the same
+sandboxed runner (``sandbox.py``: namespaces where the machine allows them), one notebook
+at a time, no gradebook.
 
 This tool imports no course code and works for any nbgrader course laid out with
-``solutions/`` and ``exercises/`` side by side. It is not a sandbox: it runs your code
-as you. (Batch grading of a class belongs to the sandboxed grader.)
+``solutions/`` and ``exercises/`` side by side. (Batch grading of a class is ``autograder/grade``.)
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
-
-
-@dataclass
-class TestResult:
-    grade_id: str
-    points: float
-    score: float
-    message: str = ""
+import assemble  # noqa: E402 - the engine's modules sit beside this file
+import engine  # noqa: E402
+import sandbox  # noqa: E402
 
 
 @dataclass
 class NotebookResult:
     path: Path
     instructor_copy: Path | None
-    tests: list[TestResult] = field(default_factory=list)
+    tests: list[engine.TestResult] = field(default_factory=list)
     error: str = ""
 
     @property
@@ -55,12 +50,8 @@ class NotebookResult:
         return sum(t.points for t in self.tests)
 
 
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
 def instructor_copy(path: Path) -> Path | None:
-    """The solutions/ copy of an exercises/ notebook, else the release itself."""
+    """The solutions/ copy of an exercises/ notebook, else None (the release grades itself)."""
     parts = path.resolve().parts
     if "exercises" in parts:
         i = len(parts) - 1 - parts[::-1].index("exercises")
@@ -70,65 +61,21 @@ def instructor_copy(path: Path) -> Path | None:
     return None
 
 
-def assemble(submitted: nbformat.NotebookNode, instructor: nbformat.NotebookNode
-             ) -> nbformat.NotebookNode:
-    """The instructor's notebook with the submitted answer cells put in, hidden tests shown."""
-    answers = {}
-    for cell in submitted.cells:
-        meta = _nbgrader(cell)
-        if meta.get("solution") and meta.get("grade_id") and cell.cell_type == "code":
-            answers.setdefault(meta["grade_id"], cell.source)
-    nb = copy.deepcopy(instructor)
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        if meta.get("solution") and meta.get("grade_id") in answers:
-            cell.source = answers[meta["grade_id"]]
-        elif meta.get("solution") and cell.cell_type == "code":
-            cell.source = "raise NotImplementedError('answer cell missing from the submission')"
-        if cell.cell_type == "code":
-            cell.source = "\n".join(line for line in cell.source.splitlines()
-                                    if line.strip() not in HIDDEN_MARKERS)
-            cell.outputs = []
-    return nb
-
-
-def _failure(cell) -> str:
-    """'' when a test cell passed; else its error (or the stderr text) in one line."""
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            lines = [ln for ln in (out.get("evalue") or "").splitlines() if ln.strip()]
-            return f"{out.get('ename')}: {lines[0] if lines else ''}"[:300]
-        if out.get("output_type") == "stream" and out.get("name") == "stderr":
-            return "wrote to stderr: " + out.get("text", "").strip().splitlines()[0][:200]
-    return ""
-
-
 def check_notebook(path: Path, timeout: int = 120) -> NotebookResult:
     """Grade one notebook; never raises for a broken submission."""
     source = instructor_copy(path)
     result = NotebookResult(path=path, instructor_copy=source)
     try:
-        submitted = nbformat.read(path, as_version=4)
-        instructor = nbformat.read(source, as_version=4) if source else submitted
-    except (OSError, ValueError, json.JSONDecodeError) as err:
+        cells = len(assemble.read(source or path)["cells"])
+    except (assemble.InvalidNotebook, OSError) as err:
         result.error = f"not a readable notebook: {err}"
         return result
-    nb = assemble(submitted, instructor)
-    with tempfile.TemporaryDirectory(prefix="selfcheck-") as tmp:
-        client = NotebookClient(nb, timeout=timeout, allow_errors=True,
-                                kernel_name="python3", resources={"metadata": {"path": tmp}})
-        try:
-            client.execute()
-        except Exception as err:  # noqa: BLE001 - a dead kernel or a timeout is a result
-            result.error = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200]}"
-    for cell in nb.cells:
-        meta = _nbgrader(cell)
-        if meta.get("grade") and cell.cell_type == "code":
-            points = float(meta.get("points", 0))
-            message = _failure(cell) or ("" if cell.get("outputs") is not None and
-                                         cell.get("execution_count") else "did not run")
-            result.tests.append(TestResult(meta.get("grade_id", "?"), points,
-                                           0.0 if message else points, message))
+    hidden = (source.parent.parent, source.parent.parent.parent / "autograder") if source else ()
+    graded = engine.grade_notebook(path, source or path, None, course=path.resolve().parent,
+                                   hidden=hidden, limits=sandbox.Limits(timeout=timeout * cells))
+    result.tests = graded.tests
+    if graded.status not in ("ok", "tampered"):
+        result.error = f"{graded.status}: {graded.note}" if graded.note else graded.status
     return result
 
 

@@ -1,0 +1,367 @@
+"""The process that runs one assembled notebook inside the sandbox: no Jupyter, no course code.
+
+``sandbox.py`` starts it as ``python -I -c <this source>``; the job arrives on stdin as
+JSON (``nonce``, ``cells``: ``{"kind": "setup"|"answer"|"test", "id", "source",
+"defines"}``,
+``hidden``: path prefixes never to open) and every event leaves on the pipe ``fd`` as one line,
+``repr((kind, nonce, ...))``, written with functions saved before any student code ran:
+
+* ``("test", nonce, grade_id, passed, message)``  one verdict per test cell;
+* ``("cell", nonce, grade_id, message)``          an error in a setup or answer cell;
+* ``("flag", nonce, what, detail)``               ``tamper``, ``memory`` or ``output``;
+* ``("end", nonce)``                              the notebook ran to its end.
+
+Setup and answer cells run with ``exec`` in one namespace named ``__main__`` (no course
+notebook uses magics). Each test cell runs in a forked child that first puts back the
+trusted state captured before the first answer cell (module and class dicts, function
+code, ``sys`` hooks and import machinery, signal handlers, torch's global modes, the
+names the setup cells bound), gets fresh stdout/stderr, and runs the test with the saved
+``compile``/``exec``. It passes when it raises nothing and writes nothing to stderr, as
+in nbgrader. The child then carries on as the notebook's main line (so names a test cell
+binds reach later cells, as in a kernel); if it dies before saying so, its parent fails
+that test and carries on itself. An audit hook (which nothing can remove) denies ctypes (but loading a library,
+which ``import torch`` does),
+tracing, new audit hooks, ``gc`` introspection, changes to trusted classes and functions
+and opening hidden paths throughout, and in answer cells also processes, signals and
+sockets; ``os._exit`` there raises instead.
+"""
+import builtins
+import io
+import json
+import os
+import select
+import signal
+import sys
+import types
+
+# The runner's own functions look builtins up here, not in the (patchable) builtins module.
+__builtins__ = dict(vars(builtins))
+
+_write, _read, _close, _pipe, _fork, _waitpid = os.write, os.read, os.close, os.pipe, os.fork, os.waitpid
+_exit, _dup2, _memfd, _lseek, _select = os._exit, os.dup2, os.memfd_create, os.lseek, select.select
+_compile, _exec, _repr, _isinstance, _type, _id = compile, exec, repr, isinstance, type, id
+_getsignal, _signal, _settrace, _setprofile = signal.getsignal, signal.signal, sys.settrace, sys.setprofile
+_TextIOWrapper, _FileIO, _FunctionType = io.TextIOWrapper, io.FileIO, types.FunctionType
+_type_dict = type.__dict__["__dict__"].__get__
+_MISSING = object()
+_BEHAVIOUR = (types.FunctionType, types.BuiltinFunctionType, types.MethodDescriptorType,
+              types.WrapperDescriptorType, property, staticmethod, classmethod)
+
+_DENIED = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "sys._current_frames",
+                     "gc.get_objects", "gc.get_referrers", "gc.get_referents", "os.exec",
+                     "os.posix_spawn", "os.spawn", "os.system", "subprocess.Popen",
+                     "os.forkpty", "pty.spawn"})
+_DENIED_IN_ANSWERS = frozenset({"os.fork", "os.kill", "os.killpg", "signal.pthread_kill"})
+_state = {"phase": "trusted", "nonce": "", "trusted": frozenset(), "hidden": (), "fd": -1,
+          "signals": {}}
+
+
+def _emit(*fields) -> None:
+    line = _repr((fields[0], _state["nonce"], *fields[1:]))
+    try:
+        _write(_state["fd"], (line[:3000] + "\n").encode("utf-8", "backslashreplace"))
+    except OSError:
+        pass
+
+
+def _audit(event: str, args: tuple) -> None:
+    phase = _state["phase"]
+    if phase == "trusted":
+        return
+    if event in _DENIED or (event.startswith("ctypes.") and event != "ctypes.dlopen"):
+        _emit("flag", "tamper", event)
+        raise PermissionError(f"{event} is not allowed while grading")
+    if phase == "answer" and (event in _DENIED_IN_ANSWERS or event.startswith("socket.")):
+        raise PermissionError(f"{event} is not allowed while grading")
+    if event in ("object.__setattr__", "object.__delattr__") and _id(args[0]) in _state["trusted"]:
+        _emit("flag", "tamper", f"{event} {args[1]!s:.80} of a grading tool")
+        raise PermissionError(f"changing {args[1]!s:.80} of a grading tool is not allowed")
+    if event == "open" and _type(args[0]) is str and args[0].startswith(_state["hidden"]):
+        raise PermissionError(f"{args[0]} is not readable while grading")
+
+
+def _behaviour(value) -> bool:
+    """A class attribute that decides how instances behave (not a lazily cached value)."""
+    return issubclass(_type(value), _BEHAVIOUR)
+
+
+def _from_notebook(value) -> bool:
+    """Written in a cell (libraries also replace their own functions lazily: not tampering).
+
+    Runs while the trusted state is put back, so it reads no attribute a student could define."""
+    kind = _type(value)
+    inner = value.__func__ if kind in (staticmethod, classmethod) else value.fget if kind is property else value
+    if _type(inner) is _FunctionType and inner.__code__.co_filename.startswith("<cell "):
+        return True
+    cls = value if issubclass(kind, type) else kind
+    return _type_dict(cls).get("__module__") == "__main__"
+
+
+def _stub_exit(code=0):
+    raise SystemExit(f"os._exit({code}) called in an answer cell")
+
+
+def _enter_answers() -> None:
+    os._exit = _stub_exit
+    sys.modules["posix"]._exit = _stub_exit
+    _state["phase"] = "answer"
+
+
+# ------------------------------------------------------------------ trusted state
+
+def _capture(ns: dict, setup_names: dict) -> dict:
+    """Everything a test relies on, as it is before any student code runs."""
+    modules, classes, functions = {}, {}, []
+    first = [(n, sys.modules[n]) for n in ("sys", "builtins")]  # put back before anything is read
+    for name, mod in first + list(sys.modules.items()):
+        d = getattr(mod, "__dict__", None)
+        if d is ns or _type(d) is not dict:
+            continue
+        modules[name] = (mod, dict(d))
+        for value in d.values():
+            if issubclass(_type(value), type) and _id(value) not in classes:
+                classes[_id(value)] = (value, dict(value.__dict__))
+    spaces = [saved for _, saved in modules.values()] + [saved for _, saved in classes.values()]
+    for space in spaces + [setup_names]:
+        for value in space.values():
+            if _type(value) is _FunctionType:
+                functions.append((value, value.__code__, value.__defaults__, value.__kwdefaults__))
+    snap = {"modules": modules, "classes": list(classes.values()), "functions": functions,
+            "meta_path": list(sys.meta_path), "path": list(sys.path),
+            "path_hooks": list(sys.path_hooks), "torch": None,
+            "recursion": sys.getrecursionlimit()}
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        snap["torch"] = (torch.get_default_dtype(), torch.is_grad_enabled(),
+                         torch.are_deterministic_algorithms_enabled(), torch.get_num_threads())
+    _state["trusted"] = frozenset([_id(c) for c, _ in snap["classes"]] + [_id(f[0]) for f in functions])
+    return snap
+
+
+def _restore(snap: dict, ns: dict, setup_names: dict) -> list:
+    """Put the captured state back; return what had been replaced (tampering)."""
+    changed = []
+    for name, (mod, saved) in snap["modules"].items():
+        if sys.modules.get(name) is not mod:
+            sys.modules[name] = mod
+            changed.append(f"sys.modules[{name!r}]")
+        d = mod.__dict__
+        for key, value in saved.items():
+            now = d.get(key, _MISSING)
+            if now is not value:
+                d[key] = value
+                if _from_notebook(now):
+                    changed.append(f"{name}.{key}")
+        for key in [k for k in d if k not in saved]:
+            value = d[key]
+            if not (_isinstance(value, types.ModuleType) and sys.modules.get(f"{name}.{key}") is value):
+                del d[key]
+    for cls, saved in snap["classes"]:
+        d = cls.__dict__
+        for key, value in saved.items():
+            now = d.get(key, _MISSING)
+            if now is not value and (_behaviour(value) or _behaviour(now)):
+                try:
+                    setattr(cls, key, value)
+                    if _from_notebook(now):
+                        changed.append(f"{cls.__qualname__}.{key}")
+                except (TypeError, AttributeError):
+                    pass
+        for key in [k for k, v in d.items() if k not in saved and _behaviour(v)]:
+            added = d[key]
+            try:
+                delattr(cls, key)
+                if _from_notebook(added):
+                    changed.append(f"{cls.__qualname__}.{key}")
+            except (TypeError, AttributeError):
+                pass
+    for fn, code, defaults, kwdefaults in snap["functions"]:
+        if fn.__code__ is not code or fn.__defaults__ is not defaults or fn.__kwdefaults__ is not kwdefaults:
+            fn.__code__, fn.__defaults__, fn.__kwdefaults__ = code, defaults, kwdefaults
+            changed.append(f"{fn.__qualname__}.__code__")
+    sys.meta_path[:], sys.path[:], sys.path_hooks[:] = snap["meta_path"], snap["path"], snap["path_hooks"]
+    sys.path_importer_cache.clear()
+    sys.setrecursionlimit(snap["recursion"])
+    _settrace(None)
+    _setprofile(None)
+    _quiet_signals()
+    if snap["torch"] is not None:
+        _restore_torch(sys.modules["torch"], *snap["torch"])
+    for key, value in setup_names.items():
+        if ns.get(key, _MISSING) is not value:
+            ns[key] = value
+    ns["__builtins__"], ns["__name__"] = builtins, "__main__"
+    return changed
+
+
+def _restore_torch(torch, dtype, grad, deterministic, threads) -> None:
+    """torch's process-wide switches and override modes, as the tests expect them."""
+    torch.set_default_dtype(dtype)
+    torch.set_grad_enabled(grad)
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+    C = torch._C
+    while C._len_torch_function_stack() > 0:
+        C._pop_torch_function_stack()
+    while C._len_torch_dispatch_stack() > 0:
+        C._pop_torch_dispatch_stack()
+
+
+# ------------------------------------------------------------------ running cells
+
+def _describe(err: BaseException) -> str:
+    try:
+        lines = [ln for ln in str(err).splitlines() if ln.strip()]
+        text = f"{type(err).__name__}: {lines[0] if lines else ''}"
+    except BaseException:  # noqa: BLE001 - a student's exception may break str()
+        text = type(err).__name__
+    return text[:500]
+
+
+def _is_memory(err: BaseException) -> bool:
+    if _isinstance(err, MemoryError):
+        return True
+    try:
+        return _isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+    except BaseException:  # noqa: BLE001
+        return False
+
+
+def _quiet_signals() -> None:
+    """No timers, and the runner's own signal handlers: a student's cannot fire in its code."""
+    for timer in (signal.ITIMER_REAL, signal.ITIMER_VIRTUAL, signal.ITIMER_PROF):
+        signal.setitimer(timer, 0)
+    for sig, handler in _state["signals"].items():
+        try:
+            _signal(sig, handler)
+        except (OSError, ValueError, TypeError):
+            pass
+
+
+def _run_cell(source: str, label: str, ns: dict) -> BaseException | None:
+    err = None
+    try:
+        _exec(_compile(source, f"<cell {label}>", "exec"), ns)
+    except BaseException as caught:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
+        err = caught
+    while True:
+        try:
+            _quiet_signals()
+            break
+        except BaseException:  # noqa: BLE001 - a student's handler fired before it was removed
+            continue
+    if err is not None and _is_memory(err):
+        _emit("flag", "memory", label)
+    if _isinstance(err, OSError) and getattr(err, "errno", None) == 27:
+        _emit("flag", "output", label)
+    return err
+
+
+def _judge(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
+    """In a forked child: trusted state back, fresh streams, the test, its verdict."""
+    _state["phase"] = "trusted"
+    for what in _restore(snap, ns, setup_names)[:20]:
+        _emit("flag", "tamper", f"{what} was replaced (put back for the test)")
+    streams = []
+    for target, name in ((1, "stdout"), (2, "stderr")):
+        fd = _memfd(name)
+        _dup2(fd, target)
+        _close(fd)
+        streams.append(_TextIOWrapper(_FileIO(target, "w", closefd=False), encoding="utf-8",
+                                      errors="backslashreplace", line_buffering=True))
+    sys.stdout, sys.stderr = streams
+    _state["phase"] = "test"
+    err = _run_cell(cell["source"], cell["id"], ns)
+    message = _describe(err) if err is not None else ""  # str() of a student's exception: still "test"
+    _state["phase"] = "trusted"
+    for stream in streams:
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    _lseek(2, 0, 0)
+    written = _read(2, 400).decode("utf-8", "replace").strip()
+    if written and not message:
+        message = "wrote to stderr: " + written.splitlines()[0][:200]
+    _emit("test", cell["id"], not message, message)
+
+
+def _fork_test(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
+    """Returns in the child, which becomes the main line, and in the parent once its child
+    has died without finishing the test; otherwise the parent waits and exits with it."""
+    _state["phase"] = "trusted"
+    r, w = _pipe()
+    try:
+        pid = _fork()
+    except OSError as err:  # the process limit, reached by the student's own processes
+        _close(r)
+        _close(w)
+        _emit("test", cell["id"], False, f"could not start the test's process: {err}"[:300])
+        return
+    if pid == 0:
+        _close(r)
+        _judge(cell, ns, snap, setup_names)
+        _write(w, b"c")
+        _close(w)
+        return
+    _close(w)
+    while True:
+        ready, _, _ = _select([r], [], [], 0.05)
+        if ready and _read(r, 1) == b"c":
+            _close(r)
+            _, status = _waitpid(pid, 0)
+            _exit(os.waitstatus_to_exitcode(status) if status else 0)
+        done, status = _waitpid(pid, os.WNOHANG)
+        if done or (ready and not _read(r, 1)):
+            break
+    _close(r)
+    code = os.waitstatus_to_exitcode(status) if done else "?"
+    _emit("test", cell["id"], False, f"the test's process ended before the test did (exit {code})")
+
+
+def _die_with_parent() -> None:
+    """SIGKILL when the process that started us dies (setpriv's uid change cleared unshare's)."""
+    import ctypes
+    ctypes.CDLL(None).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+
+
+def main() -> None:
+    _die_with_parent()
+    job = json.loads(sys.stdin.buffer.read())
+    _state.update(nonce=job["nonce"], hidden=tuple(job["hidden"]), fd=job["fd"])
+    for sig in signal.valid_signals():
+        try:
+            _state["signals"][sig] = _getsignal(sig)
+        except (OSError, ValueError):
+            pass
+    sys.addaudithook(_audit)
+    main_module = types.ModuleType("__main__")
+    sys.modules["__main__"] = main_module
+    ns, setup_names, snap = main_module.__dict__, {}, None
+    ns["__builtins__"] = builtins
+    for cell in job["cells"]:
+        if cell["kind"] == "setup":
+            before = dict(ns)
+            err = _run_cell(cell["source"], cell["id"], ns)
+            setup_names.update({k: v for k, v in ns.items() if before.get(k, _MISSING) is not v})
+            if err is not None:
+                _emit("cell", cell["id"], _describe(err))
+            continue
+        if snap is None:
+            snap = _capture(ns, setup_names)
+        if cell["kind"] == "answer":
+            for name in cell["defines"]:  # the answer may rebind what a setup cell imported
+                setup_names.pop(name, None)
+            _enter_answers()
+            err = _run_cell(cell["source"], cell["id"], ns)
+            if err is not None:
+                _emit("cell", cell["id"], _describe(err))
+        else:
+            _fork_test(cell, ns, snap, setup_names)
+            _enter_answers()
+    _emit("end")
+    _exit(0)
+
+
+if __name__ == "__main__":
+    main()
