@@ -31,15 +31,10 @@ class TestResult:
     message: str = ""
 
 
-@dataclass
-class NotebookResult:
-    student_id: str
-    assignment: str
-    notebook: str
-    status: str = "ok"
-    note: str = ""
-    tests: list[TestResult] = field(default_factory=list)
-    seconds: float = 0.0
+class Scored:
+    """Points earned and points available, summed over ``self.tests``."""
+
+    tests: list[TestResult]
 
     @property
     def score(self) -> float:
@@ -48,6 +43,17 @@ class NotebookResult:
     @property
     def max_score(self) -> float:
         return sum(t.points for t in self.tests)
+
+
+@dataclass
+class NotebookResult(Scored):
+    student_id: str
+    assignment: str
+    notebook: str
+    status: str = "ok"
+    note: str = ""
+    tests: list[TestResult] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 def _events(lines: list[str], nonce: str) -> list[tuple]:

@@ -35,19 +35,11 @@ import sandbox  # noqa: E402
 
 
 @dataclass
-class NotebookResult:
+class NotebookResult(engine.Scored):
     path: Path
     instructor_copy: Path | None
     tests: list[engine.TestResult] = field(default_factory=list)
     error: str = ""
-
-    @property
-    def score(self) -> float:
-        return sum(t.score for t in self.tests)
-
-    @property
-    def max_score(self) -> float:
-        return sum(t.points for t in self.tests)
 
 
 def instructor_copy(path: Path) -> Path | None:

@@ -29,10 +29,10 @@ import argparse
 import time
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from _common import machine_info, print_table, report
+from _peers import gpt2_peer
 from tinygpt.pretraining import GPT, GPTConfig
 from tinygpt.pretraining.optim import AdamW, param_groups
 from tinygpt.pretraining.step import train_step
@@ -61,27 +61,8 @@ def course(shape: dict, device: str, amp: torch.dtype | None, compile_: bool):
 
 
 def hf(shape: dict, device: str, amp: torch.dtype | None, compile_: bool):
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(
-        vocab_size=shape["vocab_size"], n_positions=shape["block_size"], n_embd=shape["n_embd"],
-        n_layer=shape["n_layer"], n_head=shape["n_head"], resid_pdrop=0.0, embd_pdrop=0.0,
-        attn_pdrop=0.0)).to(device)
-    model.train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": rest, "weight_decay": 0.0}], lr=LR, betas=BETAS)
-    forward = torch.compile(model) if compile_ else model
-
-    def step(batch):
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=batch.device.type, dtype=amp, enabled=amp is not None):
-            loss = forward(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        opt.step()
-        return loss.detach()
-    return model, step
+    return gpt2_peer(shape["vocab_size"], shape["block_size"], shape["n_embd"], shape["n_layer"],
+                     shape["n_head"], LR, BETAS, WEIGHT_DECAY, CLIP, device, amp, compile_)
 
 
 def seconds_per_step(step, batches: list[torch.Tensor], warmup: int, device: str) -> float:

@@ -34,10 +34,10 @@ import time
 from collections import Counter
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
 from _common import machine_info, print_table, report
+from _peers import gpt2_peer
 from tinygpt.corpus import course_corpus
 from tinygpt.pretraining import GPT, GPTConfig
 from tinygpt.pretraining.optim import AdamW, param_groups
@@ -65,24 +65,7 @@ def course_step():
 
 
 def hf_step():
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=CONTEXT, n_embd=WIDTH,
-                                       n_layer=LAYERS, n_head=HEADS, resid_pdrop=0.0,
-                                       embd_pdrop=0.0, attn_pdrop=0.0))
-    model.train()
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
-                             {"params": rest, "weight_decay": 0.0}], lr=LR, betas=BETAS)
-
-    def step(batch):
-        opt.zero_grad(set_to_none=True)
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        opt.step()
-        return loss.detach()
-    return model, step
+    return gpt2_peer(VOCAB, CONTEXT, WIDTH, LAYERS, HEADS, LR, BETAS, WEIGHT_DECAY, CLIP)
 
 
 def measure(steps: dict, data: torch.Tensor, n_steps: int, rounds: int) -> dict[str, list[float]]:

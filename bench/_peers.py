@@ -1,0 +1,40 @@
+"""The Hugging Face GPT-2 peer of the training benchmarks (pretraining_step, pretraining_mfu).
+
+Not a benchmark itself. ``gpt2_peer`` builds ``GPT2LMHeadModel`` at a given shape without
+dropout, with ``torch.optim.AdamW`` over the same two groups as the course's
+``param_groups`` (matrices decayed, vectors not), and returns it with a function that runs
+one training step: zero the gradients, forward with ``labels = input_ids`` (the model
+shifts the targets), backward, clip the gradient norm, step.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+
+def gpt2_peer(vocab_size: int, block_size: int, n_embd: int, n_layer: int, n_head: int,
+              lr: float, betas: tuple[float, float], weight_decay: float, clip: float,
+              device: str = "cpu", amp: torch.dtype | None = None, compile_: bool = False
+              ) -> tuple[GPT2LMHeadModel, Callable[[torch.Tensor], torch.Tensor]]:
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=vocab_size, n_positions=block_size,
+                                       n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+                                       resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).to(device)
+    model.train()
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": rest, "weight_decay": 0.0}], lr=lr, betas=betas)
+    forward = torch.compile(model) if compile_ else model
+
+    def step(batch: torch.Tensor) -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=batch.device.type, dtype=amp, enabled=amp is not None):
+            loss = forward(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        return loss.detach()
+    return model, step
