@@ -239,6 +239,25 @@ def test_honest_scores_equal_stock_nbgrader(tmp_path):
 NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--"]
 
 
+def _submit(submitted: Path, attacks: list[hostile.Attack]) -> None:
+    """Each attack as one student submitting the small notebook."""
+    for attack in attacks:
+        folder = submitted / _slug(attack.name) / SMALL_NB.assignment
+        folder.mkdir(parents=True)
+        for name, data in attack.files.items():
+            (folder / name).write_bytes(data)
+
+
+def _check_small_batch(submitted: Path, out: Path, attacks: list[hostile.Attack], before: str) -> None:
+    """Every attack got its status and score; the input is untouched, nothing written elsewhere."""
+    rows = _rows(out)
+    for attack in attacks:
+        _check(rows[_slug(attack.name), SMALL_NB.assignment, Path(SMALL_NB.name).stem], attack)
+    assert _tree_digest(submitted) == before
+    assert sorted(p.name for p in out.iterdir()) == ["feedback", "grades.csv"]
+    assert not list(ROOT.glob(f"*{hostile.MARKER}*"))
+
+
 def _nobody_can_run_the_venv() -> bool:
     python = ROOT / ".venv" / "bin" / "python"
     probe = subprocess.run([*NOBODY, "sh", "-c", f"exec {python} -c 'import tqdm, torch'"],
@@ -262,11 +281,7 @@ def test_user_namespace_mode(who):
         attacks = {a.name: a for a in hostile.full_set(SMALL_NB, ROOT, submitted, out)}
         picked = [hostile.few(SMALL_NB)[0], hostile.few(SMALL_NB)[1], attacks["read solutions"],
                   attacks["write outside"], attacks["socket"], attacks["fork storm in tests"]]
-        for attack in picked:
-            folder = submitted / _slug(attack.name) / SMALL_NB.assignment
-            folder.mkdir(parents=True)
-            for name, data in attack.files.items():
-                (folder / name).write_bytes(data)
+        _submit(submitted, picked)
         out.mkdir()
         for path in [base, *base.rglob("*")]:
             os.chmod(path, 0o777 if path.is_dir() else 0o666)
@@ -276,12 +291,7 @@ def test_user_namespace_mode(who):
         else:
             output = _grade(submitted, out, "--sandbox", "user")
         assert "sandbox mode: user" in output, output
-        rows = _rows(out)
-        for attack in picked:
-            _check(rows[_slug(attack.name), SMALL_NB.assignment, Path(SMALL_NB.name).stem], attack)
-        assert _tree_digest(submitted) == before
-        assert sorted(p.name for p in out.iterdir()) == ["feedback", "grades.csv"]
-        assert not list(ROOT.glob(f"*{hostile.MARKER}*"))
+        _check_small_batch(submitted, out, picked, before)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -295,16 +305,7 @@ def test_fallback_mode_without_namespaces(tmp_path):
         hostile.with_prelude(SMALL_NB, hostile.WRITE_OUTSIDE.format(targets=targets))).encode()})
     picked = [hostile.few(SMALL_NB)[0], attacks["read solutions"], attacks["read gradebook"],
               write, attacks["socket"]]
-    for attack in picked:
-        folder = submitted / _slug(attack.name) / SMALL_NB.assignment
-        folder.mkdir(parents=True)
-        for name, data in attack.files.items():
-            (folder / name).write_bytes(data)
+    _submit(submitted, picked)
     before = _tree_digest(submitted)
     assert "sandbox mode: none" in _grade(submitted, out, "--sandbox", "none")
-    rows = _rows(out)
-    for attack in picked:
-        _check(rows[_slug(attack.name), SMALL_NB.assignment, Path(SMALL_NB.name).stem], attack)
-    assert _tree_digest(submitted) == before
-    assert sorted(p.name for p in out.iterdir()) == ["feedback", "grades.csv"]
-    assert not list(ROOT.glob(f"*{hostile.MARKER}*"))
+    _check_small_batch(submitted, out, picked, before)
