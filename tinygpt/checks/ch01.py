@@ -25,8 +25,8 @@ from tinygpt.checks.common import mismatch, written_here
 from tinygpt.curation import clean as ref_clean
 from tinygpt.curation import neardup as ref_near
 from tinygpt.curation import quality as ref_quality
-from tinygpt.curation.crawl import (_decoy_sentence, _pii_sentence, generate_crawl,
-                                    labelled_samples, luhn_checksum_digit, play_scenes)
+from tinygpt.curation.crawl import (decoy_sentence, generate_crawl, labelled_samples,
+                                    luhn_checksum_digit, pii_sentence, play_scenes)
 
 __all__ = ["written_here", "check_normalize", "check_char_ngrams", "check_langid", "check_luhn",
            "check_mask_pii", "check_gopher_rules", "slow_gopher_rules", "check_exact_dedup",
@@ -162,11 +162,11 @@ def check_mask_pii(mask_pii, seed: int) -> None:
             parts.append(scene[start:start + rng.randrange(20, 200)])
             roll = rng.random()
             if roll < 0.5:
-                sentence, item = _pii_sentence(rng)
+                sentence, item = pii_sentence(rng)
                 parts.append(sentence)
                 planted.append(item)
             elif roll < 0.8:
-                parts.append(_decoy_sentence(rng)[0])
+                parts.append(decoy_sentence(rng)[0])
         text = " ".join(parts)
         masked, found = mask_pii(text)
         expected_masked, expected_found = ref_clean.mask_pii(text)
@@ -177,7 +177,7 @@ def check_mask_pii(mask_pii, seed: int) -> None:
         for kind, value in planted:
             if value in masked or (kind, value) not in expected_found:
                 raise mismatch(f"mask_pii missed a planted {kind}", text, value, masked)
-    clean = [rng.choice(scenes)[:2000] for _ in range(5)] + [_decoy_sentence(rng)[0]
+    clean = [rng.choice(scenes)[:2000] for _ in range(5)] + [decoy_sentence(rng)[0]
                                                               for _ in range(20)]
     for text in clean:
         masked, found = mask_pii(text)

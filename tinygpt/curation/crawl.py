@@ -162,7 +162,8 @@ def _ip(rng: random.Random) -> str:
     return ".".join(str(rng.randrange(1, 255)) for _ in range(4))
 
 
-def _pii_sentence(rng: random.Random) -> tuple[str, tuple[str, str]]:
+def pii_sentence(rng: random.Random) -> tuple[str, tuple[str, str]]:
+    """A sentence holding one planted personal-data item, and the item as (kind, value)."""
     kind = rng.choice(PII_TYPES)
     value = {"email": _email, "phone": _phone, "ip": _ip,
              "card": lambda r: _card(r, True)}[kind](rng)
@@ -173,7 +174,7 @@ def _pii_sentence(rng: random.Random) -> tuple[str, tuple[str, str]]:
     return text, (kind, value)
 
 
-def _decoy_sentence(rng: random.Random) -> tuple[str, str]:
+def decoy_sentence(rng: random.Random) -> tuple[str, str]:
     """Numbers that a careless masker would take for personal data."""
     kind = rng.randrange(4)
     if kind == 0:
@@ -382,11 +383,11 @@ def iter_crawl(seed: int = 0) -> Iterator[tuple[Page, dict]]:
         facts = {"kind": kind, "lang": lang, "pii": [], "decoys": []}
         if kind in ("forum", "world", "spam") and rng.random() < 0.35:
             for _ in range(rng.randrange(1, 4)):
-                sentence, planted = _pii_sentence(rng)
+                sentence, planted = pii_sentence(rng)
                 text += sentence + "\n"
                 facts["pii"].append(planted)
         if kind in ("forum", "world", "prose") and rng.random() < 0.25:
-            sentence, value = _decoy_sentence(rng)
+            sentence, value = decoy_sentence(rng)
             text += sentence + "\n"
             facts["decoys"].append(value)
         if kind == "forum" and rng.random() < 0.08:
