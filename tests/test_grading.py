@@ -108,12 +108,13 @@ def test_memorised_visible_answers_fail_the_hidden_tests(graded, assignment, not
 def test_memorised_answers_do_pass_the_visible_tests(assignment, notebook, tmp_path):
     """Without its hidden tests the cheat would pass: the hidden tests are what stop it."""
     sys.path.insert(0, str(ROOT / "autograder"))
+    from sandbox import Limits
     from selfcheck import check_notebook
 
     release = ROOT / "exercises" / assignment / f"{notebook}.ipynb"
     solution = ROOT / "solutions" / assignment / f"{notebook}.ipynb"
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the sandbox runs torch on one thread: record as it will replay
+    torch.set_num_threads(Limits().threads)  # record on the sandbox's threads, as it will replay
     try:
         answers = memorising_answers(json.loads(solution.read_text()), json.loads(release.read_text()))
     finally:
