@@ -35,16 +35,59 @@ _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
 _MIX = (-4658895280553007687, -7723592293110705685)  # splitmix64's multipliers, signed
 
 
-def _logical_shift(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """``x >> bits`` as if ``x`` were unsigned (torch shifts int64 arithmetically)."""
-    return (x >> bits) & ((1 << (64 - bits)) - 1)
-
-
 def _mix(x: torch.Tensor) -> torch.Tensor:
-    """splitmix64's finaliser: every input bit flips about half the output bits."""
-    x = (x ^ _logical_shift(x, 30)) * _MIX[0]
-    x = (x ^ _logical_shift(x, 27)) * _MIX[1]
-    return x ^ _logical_shift(x, 31)
+    """splitmix64's finaliser, in place: every input bit flips about half the output bits.
+    (torch shifts int64 arithmetically, so each shift is masked to act as an unsigned one.)"""
+    for bits, mult in ((30, _MIX[0]), (27, _MIX[1]), (31, None)):
+        high = x >> bits
+        high &= (1 << (64 - bits)) - 1
+        x ^= high
+        if mult is not None:
+            x *= mult
+    return x
+
+
+# _LOW[n]: the low n bytes of an int64 (n = 0 .. CHUNK)
+_LOW = np.array([(1 << (8 * n)) - 1 for n in range(CHUNK)] + [-1], dtype=np.int64)
+
+
+def _word_hashes(texts: Sequence[str]) -> tuple[torch.Tensor, np.ndarray]:
+    """(a hash for every word of every ``text.lower()`` in order, on the CPU; the number of
+    words of each text). Words are runs of bytes that are not ASCII whitespace, found and
+    read with numpy on the host: equal words, equal hashes; others differ unless 64-bit
+    hashes collide."""
+    parts = [t.lower().encode("utf-8") for t in texts]
+    # A newline before the first text and CHUNK spaces after the last: every word then starts
+    # after a non-word byte and has CHUNK bytes from its start on.
+    buf = b"\n".join([b"", *parts, b" " * CHUNK])
+    data = np.frombuffer(buf, dtype=np.uint8)
+    in_word = data != 32
+    in_word &= (data - np.uint8(9)) > 4  # 9 .. 13 are the other ASCII spaces (bytes wrap below 9)
+    edges = np.flatnonzero(in_word[1:] != in_word[:-1]) + 1  # where words start and stop, alternating
+    start = edges[0::2]
+    length = edges[1::2] - start
+    text_start = np.cumsum(np.fromiter((len(p) + 1 for p in parts), np.int64, len(parts)))
+    words_per_text = np.diff(np.searchsorted(start, text_start), prepend=0)
+    # The int64 at every byte offset: a word's bytes are read CHUNK at a time (bytes past
+    # its end masked off). Its first chunk and its length start the hash; a longer word
+    # mixes the hash so far with each further chunk.
+    at_byte = np.ndarray((len(data) - CHUNK + 1,), np.int64, buf, strides=(1,))
+    chunk = at_byte[start]
+    chunk &= _LOW[np.minimum(length, CHUNK)]
+    words = torch.from_numpy(length) * _MIX[0]
+    words += _GOLDEN
+    words ^= torch.from_numpy(chunk)
+    words *= _MIX[1]
+    todo, done = np.flatnonzero(length > CHUNK), CHUNK
+    while len(todo):
+        left = length[todo] - done
+        chunk = at_byte[start[todo] + done]
+        chunk &= _LOW[np.minimum(left, CHUNK)]
+        rows = torch.from_numpy(todo)
+        state = _mix(words[rows]) ^ torch.from_numpy(chunk)
+        words[rows] = state * _MIX[1]
+        todo, done = todo[left > CHUNK], done + CHUNK
+    return _mix(words), words_per_text
 
 
 def shingle_hashes(texts: Sequence[str], k: int = 5, seed: int = 0,
@@ -53,74 +96,35 @@ def shingle_hashes(texts: Sequence[str], k: int = 5, seed: int = 0,
     the index of the text it comes from. A text of fewer than ``k`` words has one shingle,
     all its words, as in ``neardup.shingles``; a text with no words has none. A repeated
     ``k``-gram appears once per occurrence (a minimum does not mind)."""
-    parts = [t.lower().encode("utf-8") for t in texts]
-    if not parts:
+    if not texts:
         empty = torch.zeros(0, dtype=torch.int64, device=device)
         return empty, empty
-    # One space before the first text and CHUNK after the last: every word then starts
-    # after a non-word byte and has CHUNK bytes from its start on.
-    data = torch.frombuffer(bytearray(b" " + b"\n".join(parts) + b" " * CHUNK),
-                            dtype=torch.uint8).to(device)
-    doc_start = torch.tensor([1] + [len(p) + 1 for p in parts[:-1]], device=device).cumsum(0)
-
-    in_word = (data != 32) & ((data < 9) | (data > 13))  # not ASCII whitespace
-    flips = in_word[1:] != in_word[:-1]
-    if flips.device.type == "cpu":  # numpy finds the few set entries about twice as fast here
-        edges = torch.from_numpy(np.flatnonzero(flips.numpy())) + 1
-    else:
-        edges = flips.nonzero().squeeze(1) + 1
-    # edges: where words start and stop (one past their end), alternating
-    word_start = edges[0::2].contiguous()
-    length = edges[1::2] - word_start
-
-    # A word's hash mixes in its length, then its bytes CHUNK at a time (one int64 each,
-    # bytes past the word's end masked off): equal words, equal hashes; others differ
-    # unless 64-bit hashes collide.
-    windows = data.unfold(0, CHUNK, 1)  # row i: bytes i .. i + CHUNK - 1, no copy
-    words = length * _MIX[0] + _GOLDEN
-    todo, done = None, 0  # None: every word (no gather needed)
-    while todo is None or len(todo):
-        at = word_start if todo is None else word_start[todo]
-        left = (length if todo is None else length[todo]) - done
-        chunk = windows[at + done].contiguous().view(torch.int64).squeeze(1)
-        chunk = chunk & torch.where(left >= CHUNK, -1, (1 << (8 * left.clamp(max=CHUNK - 1))) - 1)
-        if todo is None:
-            words = (words ^ chunk) * _MIX[1]
-            todo = torch.arange(len(words), device=device)
-        else:
-            words[todo] = (words[todo] ^ chunk) * _MIX[1]
-        done += CHUNK
-        todo = todo[left > CHUNK]
-
-    words = _mix(words)
+    words, count = _word_hashes(texts)
+    words = words.to(device)
+    count = torch.from_numpy(count).to(device)
     g = torch.Generator().manual_seed(seed)
-    weights = torch.randint(0, 1 << 62, (k,), generator=g, dtype=torch.int64).to(device) * 2 + 1
-    n = len(words)
-    # The document of each word: count the documents that start at or before it.
-    starts_here = torch.zeros(n + 1, dtype=torch.int64, device=device)
-    starts_here.index_add_(0, torch.searchsorted(word_start, doc_start),
-                           torch.ones_like(doc_start))
-    doc = starts_here.cumsum(0)[:n] - 1
-    # Hash every run of k words, then redo the runs that cross into the next document
-    # (at most k - 1 per document) with the words past the document's end left out.
-    words_after = torch.cat([words, words.new_zeros(k - 1)])
-    doc_after = torch.cat([doc, doc.new_full((k - 1,), -1)])
+    weights = (torch.randint(0, 1 << 62, (k,), generator=g, dtype=torch.int64) * 2 + 1).tolist()
+    # A k-gram's hash: the sum of its words' hashes times k random odd weights, for the
+    # run of k words from every word (the last k - 1 runs are short; no kept one is).
     hashes = words * weights[0]
     for j in range(1, k):
-        hashes += words_after[j:j + n] * weights[j]
-    whole = doc_after[k - 1:k - 1 + n] == doc
-    cut = (~whole).nonzero().squeeze(1)
-    partial = torch.zeros(len(cut), dtype=torch.int64, device=device)
-    for j in range(k):
-        partial += torch.where(doc_after[cut + j] == doc[cut], words_after[cut + j], 0) * weights[j]
-    hashes[cut] = partial
-    # A k-gram starts at every word with k - 1 words after it in its document; a document
-    # of fewer than k words has one "k-gram", at its first word.
-    first = torch.ones(n, dtype=torch.bool, device=device)
-    first[1:] = doc[1:] != doc[:-1]
-    begins = whole | first
-    hashes, doc = hashes[begins], doc[begins]
-    return _mix(hashes) & (EMPTY - 1), doc
+        hashes[:-j].add_(words[j:], alpha=weights[j])
+    # A text of n >= k words keeps the runs from its first n - k + 1 words; one of
+    # 0 < n < k words keeps one run, of its n words.
+    kept = torch.where(count >= k, count - (k - 1), count.clamp(max=1))
+    first_word = count.cumsum(0) - count
+    owner = torch.repeat_interleave(torch.arange(len(texts), device=device), kept)
+    offset = kept.cumsum(0) - kept
+    at = torch.arange(len(owner), device=device) + (first_word - offset)[owner]
+    out = hashes[at]
+    short = ((count > 0) & (count < k)).nonzero().squeeze(1)
+    if len(short):
+        partial = torch.zeros(len(short), dtype=torch.int64, device=device)
+        for j in range(k - 1):
+            has = count[short] > j
+            partial += torch.where(has, words[(first_word[short] + j).clamp(max=len(words) - 1)], 0) * weights[j]
+        out[offset[short]] = partial
+    return _mix(out) & (EMPTY - 1), owner
 
 
 def one_permutation_signatures(hashes: torch.Tensor, owner: torch.Tensor, n_docs: int,
@@ -132,27 +136,30 @@ def one_permutation_signatures(hashes: torch.Tensor, owner: torch.Tensor, n_docs
     values = hashes & ((1 << 32) - 1)  # and the low 32 bits are its value
     sig = torch.full((n_docs * num_perm,), EMPTY, dtype=torch.int64, device=device)
     sig.scatter_reduce_(0, owner * num_perm + bins, values, reduce="amin")
-    sig = sig.reshape(n_docs, num_perm)
     filled = sig.clone()
-    empty = (sig == EMPTY) & (sig != EMPTY).any(1, keepdim=True)  # docs with no shingles stay EMPTY
-    doc, bin_ = empty.nonzero(as_tuple=True)
+    grid = sig.view(n_docs, num_perm)
+    empty = (grid == EMPTY) & (grid != EMPTY).any(1, keepdim=True)  # docs with no shingles stay EMPTY
+    at = empty.view(-1).nonzero().squeeze(1)  # the empty bins, as doc * num_perm + bin
     g = torch.Generator().manual_seed(seed)
-    width, tried = 8, 0
-    while len(doc):
+    width, tried = 1, 0
+    while len(at):
         # The same sequence of source bins for every document: bin b's attempt t looks at
-        # source[b, t]; attempts go in rounds of growing width, each round's at once.
+        # source[b, t]; attempts go in rounds of width 1, 2, 4, .. 64, each round's at once
+        # (most empty bins are filled by their first attempt or two).
         source = torch.randint(0, num_perm, (num_perm, width), generator=g).to(device)
-        value = sig[doc[:, None], source[bin_]]  # (empty bins left, width)
+        bin_ = at % num_perm
+        value = sig[(at - bin_)[:, None] + source[bin_]]  # (empty bins left, width)
         hit = value != EMPTY
         found = hit.any(1)
-        first = hit.to(torch.uint8).argmax(1)  # the first attempt that found a filled bin
-        filled[doc[found], bin_[found]] = value[found, first[found]]
-        doc, bin_ = doc[~found], bin_[~found]
+        first = hit.to(torch.uint8).argmax(1, keepdim=True)  # the first attempt that found a filled bin
+        rows = found.nonzero().squeeze(1)
+        filled[at[rows]] = value.gather(1, first).squeeze(1)[rows]
+        at = at[~found]
         tried += width
         width = min(2 * width, 64)
         if tried > 64 * num_perm:  # (1 - 1/num_perm)**(64 num_perm) < 1e-27: never in practice
             raise RuntimeError("densification did not converge")
-    return filled
+    return filled.view(n_docs, num_perm)
 
 
 def signatures(texts: Sequence[str], num_perm: int = 128, k: int = 5, seed: int = 0,
