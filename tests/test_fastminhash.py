@@ -33,7 +33,10 @@ def _kgrams(text: str, k: int) -> list[str]:
 
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_shingle_hashes_are_exactly_the_word_kgrams(k):
-    texts = EDGE_TEXTS + [normalize(p.text) for p in generate_crawl(n_pages=300, seed=11).pages]
+    # The edge texts come twice, followed by different texts: a short text's one shingle
+    # must not depend on what comes after it.
+    texts = (EDGE_TEXTS + [normalize(p.text) for p in generate_crawl(n_pages=300, seed=11).pages]
+             + EDGE_TEXTS[::-1])
     hashes, owner = fastminhash.shingle_hashes(texts, k)
     assert hashes.dtype == owner.dtype == torch.int64 and hashes.shape == owner.shape
     assert bool((hashes >= 0).all()) and bool((hashes < fastminhash.EMPTY).all())
@@ -44,6 +47,17 @@ def test_shingle_hashes_are_exactly_the_word_kgrams(k):
         for gram, h in zip(grams, got):
             assert seen.setdefault(gram, h) == h, f"{gram!r} hashed two ways"
     assert len(set(seen.values())) == len(seen), "two different k-grams share a hash"
+
+
+def test_words_that_differ_only_in_later_chunks_hash_apart():
+    # 676 words of 16 bytes that differ only in their 8th and 16th bytes: a hash that
+    # carried only the top byte of the first chunk's product into the second chunk would
+    # put them into at most 256 values.
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = [f"abcdefg{x}ijklmno{y}" for x in letters for y in letters]
+    hashes, owner = fastminhash.shingle_hashes(words, k=1)
+    assert torch.equal(owner, torch.arange(len(words)))
+    assert len(set(hashes.tolist())) == len(words)
 
 
 def test_shingle_sets_agree_with_the_graded_shingles_on_the_crawl():
