@@ -39,7 +39,7 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(BIN)/python bench/tokenizer_train.py
 	$(BIN)/python bench/tokenizer_encode.py
-	$(BIN)/python bench/pretraining_step.py
+	$(BIN)/python bench/pretraining_step.py --compile
 	$(BIN)/python bench/curation_minhash.py
 
 clean:

@@ -20,11 +20,15 @@ AdamW settings as nanoGPT's shakespeare-char config. The two models alternate in
 so that a change in machine load hits both; the figure is the median step time over all
 timed steps, at 1 thread and at 2 (``torch.set_num_threads``). Parameter counts differ
 a little (GPT-2 has biases and position embeddings; SwiGLU is sized to GPT-2's MLP).
+With ``--compile``, both models also run a second time with their forward passes under
+``torch.compile`` (inductor's fused C++ kernels; needs a C compiler, and the first step
+of each compiles for a few tens of seconds, outside the timing), alternating with the
+eager ones, so that the table shows what fusing the element-wise work buys each side.
 
-Run: ``make bench`` or ``.venv/bin/python bench/pretraining_step.py [--steps 20 --rounds 5]``.
+Run: ``make bench`` or ``.venv/bin/python bench/pretraining_step.py [--steps 20 --rounds 5] [--compile]``.
 Output: a table, then one JSON line; the same JSON, with machine info, goes to
 bench/results/pretraining_step.json (read by the chapter 3 book page).
-Goal: the course model at least 1.2x the HF step rate.
+Goal: the course model at least 1.2x the HF step rate (eager against eager).
 """
 from __future__ import annotations
 
@@ -56,16 +60,18 @@ def char_tokens(n_bytes: int = 1_000_000) -> torch.Tensor:
     return torch.tensor([ids.get(c, VOCAB - 1) for c in text])
 
 
-def course_step():
+def course_step(compile_: bool = False):
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=VOCAB, block_size=CONTEXT, n_layer=LAYERS, n_head=HEADS,
                           n_embd=WIDTH))
     opt = AdamW(param_groups(model, WEIGHT_DECAY), lr=LR, betas=BETAS)
-    return model, lambda batch: train_step(model, opt, batch, LR, CLIP)[0]
+    forward = torch.compile(model) if compile_ else model
+    return model, lambda batch: train_step(forward, opt, batch, LR, CLIP)[0]
 
 
-def hf_step():
-    return gpt2_peer(VOCAB, CONTEXT, WIDTH, LAYERS, HEADS, LR, BETAS, WEIGHT_DECAY, CLIP)
+def hf_step(compile_: bool = False):
+    return gpt2_peer(VOCAB, CONTEXT, WIDTH, LAYERS, HEADS, LR, BETAS, WEIGHT_DECAY, CLIP,
+                     compile_=compile_)
 
 
 def measure(steps: dict, data: torch.Tensor, n_steps: int, rounds: int) -> dict[str, list[float]]:
@@ -94,12 +100,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds per thread count")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--compile", action="store_true",
+                        help="also time both models with torch.compile (needs a C compiler)")
     args = parser.parse_args()
     hf_logging.set_verbosity_error()  # its notes on the unused GPT-2 token ids are not ours
 
     data = char_tokens()
     ours, ours_step = course_step()
     hf, hf_step_fn = hf_step()
+    contenders = {"course": ours_step, "hf_gpt2": hf_step_fn}
+    labels = {"course": "course GPT", "hf_gpt2": "HF GPT2LMHeadModel"}
+    if args.compile:
+        contenders["course_compiled"] = course_step(compile_=True)[1]
+        contenders["hf_gpt2_compiled"] = hf_step(compile_=True)[1]
+        labels.update(course_compiled="course GPT, compiled", hf_gpt2_compiled="HF GPT-2, compiled")
     params = {"course": sum(p.numel() for p in ours.parameters()),
               "hf_gpt2": sum(p.numel() for p in hf.parameters())}
     tokens = BATCH * CONTEXT
@@ -109,23 +123,26 @@ def main() -> None:
     results, rows = {}, []
     for threads in args.threads:
         torch.set_num_threads(threads)
-        times = measure({"course": ours_step, "hf_gpt2": hf_step_fn}, data, args.steps, args.rounds)
+        times = measure(contenders, data, args.steps, args.rounds)
         ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
         results[str(threads)] = {"ms_per_step": {k: round(v, 2) for k, v in ms.items()},
                                  "tokens_per_s": {k: round(1000 * tokens / v) for k, v in ms.items()},
                                  "speedup_over_hf": round(ms["hf_gpt2"] / ms["course"], 2)}
-        for name, label in (("course", "course GPT"), ("hf_gpt2", "HF GPT2LMHeadModel")):
+        if args.compile:
+            results[str(threads)]["compiled_speedup_over_hf_compiled"] = round(
+                ms["hf_gpt2_compiled"] / ms["course_compiled"], 2)
+        for name, label in labels.items():
+            peer = "hf_gpt2_compiled" if name.endswith("compiled") else "hf_gpt2"
             rows.append([f"{label}, {threads} thread{'s' if threads > 1 else ''}", f"{ms[name]:.1f}",
-                         f"{1000 * tokens / ms[name]:,.0f}",
-                         f"{ms['hf_gpt2'] / ms[name]:.2f}x"])
-    print_table(["model", "ms/step", "tokens/s", "HF's time / this"], rows)
+                         f"{1000 * tokens / ms[name]:,.0f}", f"{ms[peer] / ms[name]:.2f}x"])
+    print_table(["model", "ms/step", "tokens/s", "HF's time / this (same mode)"], rows)
     met = all(r["speedup_over_hf"] >= 1.2 for r in results.values())
     print(f"\ngoal: course at least 1.2x HF's step rate -> {'met' if met else 'NOT met'}")
     summary = {"bench": "pretraining_step", "config": {
         "n_layer": LAYERS, "n_head": HEADS, "n_embd": WIDTH, "block_size": CONTEXT,
         "batch_size": BATCH, "vocab_size": VOCAB}, "params": params, "threads": results}
     report("pretraining_step", summary, {
-        "steps_per_round": args.steps, "rounds": args.rounds,
+        "steps_per_round": args.steps, "rounds": args.rounds, "compiled_rows": args.compile,
         "machine": machine_info(["tinygpt", "torch", "transformers"])})
 
 
