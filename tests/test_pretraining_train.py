@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from conftest import ROOT
 from tinygpt.pretraining import PRESETS, load_model
@@ -39,6 +40,19 @@ def test_resume_continues_from_the_checkpointed_step(tmp_path):
     more = train(TINY_MODEL, longer, out_dir=tmp_path, resume_run=True).history
     assert more["train_loss"][:TINY_TRAIN.max_steps] == first["train_loss"]
     assert len(more["train_loss"]) == longer.max_steps and more["evals"][-1]["step"] == 30
+
+
+def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
+    config = dataclasses.replace(TINY_TRAIN, max_steps=12, eval_interval=12)
+    eager = train(TINY_MODEL, config).history
+    counters.clear()
+    compiled = train(TINY_MODEL, dataclasses.replace(config, compile=True), out_dir=tmp_path)
+    assert counters["stats"]["unique_graphs"] >= 1, "nothing was compiled"
+    # Fused kernels round differently, so the losses agree closely rather than exactly.
+    assert compiled.history["train_loss"] == pytest.approx(eager["train_loss"], abs=1e-3)
+    assert compiled.history["train"]["compile"] and not eager["train"]["compile"]
+    tokens = torch.randint(0, TINY_MODEL.vocab_size, (1, 16))
+    assert torch.equal(load_model(tmp_path)(tokens), compiled.model.eval()(tokens))
 
 
 def test_progress_bar_only_when_asked(capsys):

@@ -184,6 +184,9 @@ def train(model_cfg: GPTConfig, train_cfg: TrainConfig, device: str = "cpu",
         history["train_loss"] = history["train_loss"][:start]
         history["evals"] = [e for e in history["evals"] if e["step"] <= start]
     reduce = allreduce_gradients if place.world_size > 1 else None
+    # Compiled, the forward's element-wise chains (RoPE, RMSNorm, SwiGLU) become fused
+    # loops; the first step compiles. Checkpoints and evaluation use the model itself.
+    forward = torch.compile(model) if train_cfg.compile else model
     losses: list[torch.Tensor] = []
     began = time.perf_counter()
     bar = tqdm(range(start, train_cfg.max_steps), desc="pre-training", initial=start,
@@ -193,7 +196,7 @@ def train(model_cfg: GPTConfig, train_cfg: TrainConfig, device: str = "cpu",
                               train_cfg.seed, step, place.rank, place.world_size).to(place.device)
         lr = lr_at(step, train_cfg.max_lr, train_cfg.min_lr, train_cfg.warmup_steps,
                    train_cfg.max_steps)
-        loss, _ = train_step(model, optimizer, tokens, lr, train_cfg.grad_clip, amp, reduce)
+        loss, _ = train_step(forward, optimizer, tokens, lr, train_cfg.grad_clip, amp, reduce)
         losses.append(loss)
         done = step + 1
         if done % train_cfg.eval_interval == 0 or done == train_cfg.max_steps:

@@ -87,6 +87,7 @@ class TrainConfig:
     eval_batches: int = 8        # batches per loss estimate
     seed: int = 1337
     bf16: bool = True            # bf16 autocast on CUDA (ignored on the CPU)
+    compile: bool = False        # torch.compile the forward pass: fused kernels (a C compiler on the CPU)
     corpus_bytes: int | None = None  # None: the whole course corpus
     val_fraction: float = 0.05   # held out for validation: 32k-token chunks spread evenly
 
