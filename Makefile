@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 CH     ?=
 NB     ?=
 
-.PHONY: setup book test lab check generate bench clean
+.PHONY: setup book test lab check generate bench split clean
 
 setup: $(STAMP)  ## create .venv with the pinned requirements, the text data and the package; build the corpus
 	$(BIN)/python -m tinygpt.corpus
@@ -41,6 +41,10 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/tokenizer_encode.py
 	$(BIN)/python bench/pretraining_step.py --compile
 	$(BIN)/python bench/curation_minhash.py
+
+split:  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
+	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))
+	python3 tools/split.py --student "$(STUDENT)" --instructor "$(INSTRUCTOR)"
 
 clean:
 	rm -rf _build .pytest_cache autograder/submitted autograder/autograded \
