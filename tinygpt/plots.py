@@ -1,7 +1,7 @@
 """Figures for the book, drawn with matplotlib from data the pages compute (infrastructure).
 
 ``pipeline_map`` draws the course's fifteen steps; the others draw one chapter's
-figures (chapter 1: the filter funnel and the LSH S-curve; chapter 2: bytes per token;
+figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage times; chapter 2: bytes per token;
 chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit).
 Each returns the figure so a page can show it.
 """
@@ -80,6 +80,23 @@ def funnel(report: list[dict], start: int):
     ax.set_xlim(0, start * 1.15)
     fig.tight_layout()
     return fig
+
+
+def stage_times(seconds: dict[str, dict[str, float]], labels: dict[str, str]):
+    """Chapter 1's benchmark: seconds per stage (stacked) for each method, fastest on top."""
+    stages = [s for s in next(iter(seconds.values())) if s != "total"]
+    order = sorted(seconds, key=lambda m: -seconds[m]["total"])
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    left = [0.0] * len(order)
+    for stage, color in zip(stages, ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5")):
+        widths = [seconds[m][stage] for m in order]
+        ax.barh([labels.get(m, m) for m in order], widths, left=left, color=color,
+                label={"lsh": "LSH banding"}.get(stage, stage))
+        left = [a + b for a, b in zip(left, widths)]
+    for y, m in enumerate(order):
+        ax.text(left[y], y, f" {seconds[m]['total']:.2f} s", va="center", fontsize=8)
+    ax.set_xlim(0, max(left) * 1.18)
+    return _finish(fig, ax, "seconds (10,000 pages)", "")
 
 
 def s_curve(bands: int, rows: int, measured: list[tuple[float, float, int]]):
