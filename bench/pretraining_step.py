@@ -33,6 +33,7 @@ Goal: the course model at least 1.2x the HF step rate (eager against eager).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import time
 from collections import Counter
@@ -103,6 +104,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time both models with torch.compile (needs a C compiler)")
     args = parser.parse_args()
+    if args.compile and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        parser.error("--compile needs a C compiler (cc, gcc or clang) on PATH for torch.compile's CPU kernels")
     hf_logging.set_verbosity_error()  # its notes on the unused GPT-2 token ids are not ours
 
     data = char_tokens()

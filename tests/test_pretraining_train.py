@@ -55,6 +55,12 @@ def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     assert torch.equal(load_model(tmp_path)(tokens), compiled.model.eval()(tokens))
 
 
+def test_compiling_on_a_cpu_without_a_c_compiler_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(RuntimeError, match="needs a C compiler"):
+        train(TINY_MODEL, dataclasses.replace(TINY_TRAIN, compile=True))
+
+
 def test_progress_bar_only_when_asked(capsys):
     train(TINY_MODEL, dataclasses.replace(TINY_TRAIN, max_steps=2), progress=True)
     assert "pre-training" in capsys.readouterr().err

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -165,6 +166,10 @@ def train(model_cfg: GPTConfig, train_cfg: TrainConfig, device: str = "cpu",
     every evaluation, and writes ``history.json`` beside the checkpoint.
     """
     place = init_distributed(device)
+    if train_cfg.compile and place.device == "cpu" and not any(
+            shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+        raise RuntimeError("compile=True on the CPU needs a C compiler (cc, gcc or clang) on "
+                           "PATH: torch.compile builds its CPU kernels with it")
     data = _prepare_once(model_cfg, train_cfg, place, progress)
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg).to(place.device)
