@@ -127,6 +127,17 @@ def test_lsh_on_one_permutation_signatures_finds_the_planted_near_duplicates():
     assert len(similar & candidates) / len(similar) >= 0.95
 
 
+def test_signatures_do_not_depend_on_the_batch_size():
+    texts = EDGE_TEXTS + [normalize(p.text) for p in generate_crawl(n_pages=200, seed=3).pages]
+    whole = fastminhash.signatures(texts, num_perm=64, batch=len(texts))
+    assert whole.shape == (len(texts), 64)
+    for batch in (1, 7, 64):
+        assert torch.equal(fastminhash.signatures(texts, num_perm=64, batch=batch), whole), batch
+    assert fastminhash.signatures([], num_perm=64).shape == (0, 64)
+    with pytest.raises(ValueError, match="batch"):
+        fastminhash.signatures(texts, batch=0)
+
+
 @pytest.mark.gpu
 def test_the_gpu_gives_the_cpu_signatures():
     texts = [normalize(p.text) for p in generate_crawl(n_pages=300, seed=2).pages]

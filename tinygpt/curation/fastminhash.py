@@ -169,7 +169,16 @@ def one_permutation_signatures(hashes: torch.Tensor, owner: torch.Tensor, n_docs
 
 
 def signatures(texts: Sequence[str], num_perm: int = 128, k: int = 5, seed: int = 0,
-               device: str | torch.device = "cpu") -> torch.Tensor:
-    """Both steps: one-permutation signatures (len(texts), num_perm) of the texts' word k-grams."""
-    hashes, owner = shingle_hashes(texts, k, seed, device)
-    return one_permutation_signatures(hashes, owner, len(texts), num_perm, seed)
+               device: str | torch.device = "cpu", batch: int = 20_000) -> torch.Tensor:
+    """Both steps: one-permutation signatures (len(texts), num_perm) of the texts' word
+    k-grams, ``batch`` texts at a time so that memory stays bounded on a large crawl
+    (several int64 arrays per word are alive at once). The result does not depend on
+    ``batch``: a text's shingles are its own, and every batch reads the same sequence of
+    densification bins, as far as it needs it."""
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    parts = [one_permutation_signatures(*shingle_hashes(texts[i:i + batch], k, seed, device),
+                                        len(texts[i:i + batch]), num_perm, seed)
+             for i in range(0, len(texts), batch)]
+    return torch.cat(parts) if parts else torch.full((0, num_perm), EMPTY, dtype=torch.int64,
+                                                     device=device)
