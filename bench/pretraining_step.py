@@ -33,7 +33,6 @@ Goal: the course model at least 1.2x the HF step rate (eager against eager).
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import time
 from collections import Counter
@@ -47,6 +46,7 @@ from tinygpt.corpus import course_corpus
 from tinygpt.pretraining import GPT, GPTConfig
 from tinygpt.pretraining.optim import AdamW, param_groups
 from tinygpt.pretraining.step import train_step
+from tinygpt.runtime import has_c_compiler
 
 # nanoGPT README (CPU): --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
 # --dropout=0.0; config/train_shakespeare_char.py: lr 1e-3, beta2 0.99, weight decay 0.1, clip 1.
@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="also time both models with torch.compile (needs a C compiler)")
     args = parser.parse_args()
-    if args.compile and not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+    if args.compile and not has_c_compiler():
         parser.error("--compile needs a C compiler (cc, gcc or clang) on PATH for torch.compile's CPU kernels")
     hf_logging.set_verbosity_error()  # its notes on the unused GPT-2 token ids are not ours
 

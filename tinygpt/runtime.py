@@ -1,10 +1,12 @@
 """Shared utilities every step may import: the one device choice and the paths.
 
 CPU is the default everywhere; ``pick_device("auto")`` takes CUDA when it is present.
+``has_c_compiler`` says whether ``torch.compile`` can build its CPU kernels here.
 """
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -26,3 +28,8 @@ def pick_device(choice: str = "cpu") -> str:
     if choice not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {choice!r}")
     return choice
+
+
+def has_c_compiler() -> bool:
+    """Whether a C compiler (cc, gcc or clang) is on PATH: torch.compile needs one on the CPU."""
+    return any(shutil.which(cc) for cc in ("cc", "gcc", "clang"))

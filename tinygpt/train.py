@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from tinygpt.pretraining.distributed import allreduce_gradients, init_distribute
 from tinygpt.pretraining.model import GPT, lm_loss
 from tinygpt.pretraining.optim import AdamW, lr_at, param_groups
 from tinygpt.pretraining.step import train_step
-from tinygpt.runtime import CACHE_DIR, REPO_ROOT
+from tinygpt.runtime import CACHE_DIR, REPO_ROOT, has_c_compiler
 from tinygpt.tokenizer import Tokenizer
 
 EOT = "<|endoftext|>"
@@ -166,8 +165,7 @@ def train(model_cfg: GPTConfig, train_cfg: TrainConfig, device: str = "cpu",
     every evaluation, and writes ``history.json`` beside the checkpoint.
     """
     place = init_distributed(device)
-    if train_cfg.compile and place.device == "cpu" and not any(
-            shutil.which(cc) for cc in ("cc", "gcc", "clang")):
+    if train_cfg.compile and place.device == "cpu" and not has_c_compiler():
         raise RuntimeError("compile=True on the CPU needs a C compiler (cc, gcc or clang) on "
                            "PATH: torch.compile builds its CPU kernels with it")
     data = _prepare_once(model_cfg, train_cfg, place, progress)

@@ -33,12 +33,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from generate import SOLUTION_MARKERS
+
 ROOT = Path(__file__).resolve().parent.parent
 # What the student folder leaves out: folders (a trailing slash) and single files.
 INSTRUCTOR_ONLY = ("solutions/", "tests/", "tools/", ".ci/", ".github/", "autograder/grade",
                    "autograder/grade.py", "autograder/report.py",
                    "autograder/nbgrader_config.py", "autograder/release_header.ipynb")
-MARKERS = ("### BEGIN SOLUTION", "### BEGIN HIDDEN TESTS")
+# The start of a solution region (as generate.py strips them) or of a hidden-test region
+# (as autograder/assemble.py's HIDDEN_MARKERS)
+MARKERS = (SOLUTION_MARKERS[0], "### BEGIN HIDDEN TESTS")
 
 
 def tracked_files() -> list[str]:

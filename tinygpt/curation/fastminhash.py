@@ -126,9 +126,9 @@ def shingle_hashes(texts: Sequence[str], k: int = 5, seed: int = 0,
     short = ((count > 0) & (count < k)).nonzero().squeeze(1)
     if len(short):
         partial = torch.zeros(len(short), dtype=torch.int64, device=device)
+        n, first = count[short], first_word[short]
         for j in range(k - 1):
-            has = count[short] > j
-            partial += torch.where(has, words[(first_word[short] + j).clamp(max=len(words) - 1)], 0) * weights[j]
+            partial += torch.where(n > j, words[(first + j).clamp(max=len(words) - 1)], 0) * weights[j]
         out[offset[short]] = partial
     return _mix(out) & (EMPTY - 1), owner
 
@@ -177,8 +177,10 @@ def signatures(texts: Sequence[str], num_perm: int = 128, k: int = 5, seed: int 
     densification bins, as far as it needs it."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    parts = [one_permutation_signatures(*shingle_hashes(texts[i:i + batch], k, seed, device),
-                                        len(texts[i:i + batch]), num_perm, seed)
-             for i in range(0, len(texts), batch)]
+    parts = []
+    for i in range(0, len(texts), batch):
+        chunk = texts[i:i + batch]
+        parts.append(one_permutation_signatures(*shingle_hashes(chunk, k, seed, device),
+                                                len(chunk), num_perm, seed))
     return torch.cat(parts) if parts else torch.full((0, num_perm), EMPTY, dtype=torch.int64,
                                                      device=device)
