@@ -4,14 +4,40 @@ Not a benchmark itself. ``gpt2_peer`` builds ``GPT2LMHeadModel`` at a given shap
 dropout, with ``torch.optim.AdamW`` over the same two groups as the course's
 ``param_groups`` (matrices decayed, vectors not), and returns it with a function that runs
 one training step: zero the gradients, forward with ``labels = input_ids`` (the model
-shifts the targets), backward, clip the gradient norm, step.
+shifts the targets), backward, clip the gradient norm, step. ``onednn_gpt2`` runs its
+matmuls (the ``Conv1D`` layers, whose weights are stored (in, out), and the tied head)
+on the course's oneDNN linears, so that a benchmark can also compare the two models on
+the same matmul library.
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
+from transformers.pytorch_utils import Conv1D
+
+from tinygpt.pretraining.cpu_matmul import linear, onednn_linears
+
+
+class _OneDNNConv1D(Conv1D):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight.t(), self.bias)
+
+
+@contextmanager
+def onednn_gpt2(model: GPT2LMHeadModel) -> Iterator[int]:
+    """Inside the block, ``model``'s Conv1D layers and head run on oneDNN; yields how many."""
+    convs = [m for m in model.modules() if type(m) is Conv1D]
+    with onednn_linears(model, "onednn") as heads:
+        for m in convs:
+            m.__class__ = _OneDNNConv1D
+        try:
+            yield len(convs) + heads
+        finally:
+            for m in convs:
+                m.__class__ = Conv1D
 
 
 def gpt2_peer(vocab_size: int, block_size: int, n_embd: int, n_layer: int, n_head: int,

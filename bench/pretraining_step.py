@@ -7,13 +7,21 @@ step) at nanoGPT's documented CPU config (its README, "I only have a MacBook": 4
 characters), for
 
 * the course model: ``tinygpt.pretraining.GPT`` (RoPE, RMSNorm, SwiGLU, fused SDPA
-  attention, tied embeddings) with the course's ``AdamW`` and ``train_step``;
+  attention, tied embeddings) with the course's ``AdamW`` and ``train_step``, its linear
+  layers on the matmul library the course's trainer picks here (``cpu_matmul="auto"``:
+  oneDNN on AMD CPUs, torch's BLAS, MKL, elsewhere);
 * ``transformers.GPT2LMHeadModel`` at the same width, depth, heads, context and vocabulary
   (learned positions, LayerNorm, GELU, biases, tied embeddings; ``labels=input_ids``
   shifts the targets as the course's ``lm_loss`` does), with ``torch.optim.AdamW`` (its
   default on the CPU: one parameter tensor at a time, like the course's; the multi-tensor
-  ``foreach`` route is the default on CUDA only) and ``torch.nn.utils.clip_grad_norm_``.
+  ``foreach`` route is the default on CUDA only) and ``torch.nn.utils.clip_grad_norm_``,
+  as it ships: its matmuls on torch's BLAS.
 
+When the trainer's pick is oneDNN, two more rows separate the library from the model:
+the course model on torch's BLAS, and GPT-2 with its matmuls on the same oneDNN linears
+(``_peers.onednn_gpt2``). The goal compares the first two rows; the note under the
+table gives both same-library ratios. Before the steps, the benchmark measures each
+library's float32 GFLOP/s on one core at the MLP's shape (768 x 128 times 128 x 704).
 Both take the same batches of the same character data (the first MB of the course
 corpus, its 64 most frequent characters plus one id for all others), with the same
 AdamW settings as nanoGPT's shakespeare-char config. The two models alternate in rounds
@@ -23,7 +31,9 @@ a little (GPT-2 has biases and position embeddings; SwiGLU is sized to GPT-2's M
 With ``--compile``, both models also run a second time with their forward passes under
 ``torch.compile`` (inductor's fused C++ kernels; needs a C compiler, and the first step
 of each compiles for a few tens of seconds, outside the timing), alternating with the
-eager ones, so that the table shows what fusing the element-wise work buys each side.
+eager ones, so that the table shows what fusing the element-wise work buys each side
+(the course model on the trainer's matmul pick, whose oneDNN matmuls inductor keeps as
+calls; GPT-2 as shipped).
 
 Run: ``make bench`` or ``.venv/bin/python bench/pretraining_step.py [--steps 20 --rounds 5] [--compile]``.
 Output: a table, then one JSON line; the same JSON, with machine info, goes to
@@ -36,14 +46,17 @@ import argparse
 import statistics
 import time
 from collections import Counter
+from contextlib import ExitStack
 
 import torch
 from transformers.utils import logging as hf_logging
 
 from _common import machine_info, print_table, report
-from _peers import gpt2_peer
+from _peers import gpt2_peer, onednn_gpt2
 from tinygpt.corpus import course_corpus
 from tinygpt.pretraining import GPT, GPTConfig
+from tinygpt.pretraining.cpu_matmul import (linear, onednn_available, onednn_linears,
+                                            resolve_backend)
 from tinygpt.pretraining.optim import AdamW, param_groups
 from tinygpt.pretraining.step import train_step
 from tinygpt.runtime import has_c_compiler
@@ -75,6 +88,28 @@ def hf_step(compile_: bool = False):
                      compile_=compile_)
 
 
+def gemm_rates(m: int = 768, k: int = 128, n: int = 704, reps: int = 50) -> dict[str, float]:
+    """Float32 GFLOP/s of x W^T on one core: torch's BLAS, and oneDNN if this torch has it."""
+    torch.set_num_threads(1)
+    x, w = torch.randn(m, k), torch.randn(n, k)
+    routes = {"blas": lambda: torch.nn.functional.linear(x, w)}
+    if onednn_available():
+        routes["onednn"] = lambda: linear(x, w)
+    rates = {}
+    for name, fn in routes.items():
+        for _ in range(5):
+            fn()
+        best = min(_timed(fn) for _ in range(reps))
+        rates[name] = round(2 * m * k * n / best / 1e9, 1)
+    return rates
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def measure(steps: dict, data: torch.Tensor, n_steps: int, rounds: int) -> dict[str, list[float]]:
     """Per-step seconds for each contender, alternating rounds of ``n_steps`` steps."""
     gen = torch.Generator().manual_seed(0)
@@ -95,6 +130,11 @@ def measure(steps: dict, data: torch.Tensor, n_steps: int, rounds: int) -> dict[
     return times
 
 
+LABELS = {"course": "course GPT", "course_blas": "course GPT, torch's BLAS",
+          "hf_gpt2": "HF GPT2LMHeadModel", "hf_gpt2_onednn": "HF GPT-2, oneDNN matmuls",
+          "course_compiled": "course GPT, compiled", "hf_gpt2_compiled": "HF GPT-2, compiled"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -109,44 +149,69 @@ def main() -> None:
     hf_logging.set_verbosity_error()  # its notes on the unused GPT-2 token ids are not ours
 
     data = char_tokens()
-    ours, ours_step = course_step()
-    hf, hf_step_fn = hf_step()
-    contenders = {"course": ours_step, "hf_gpt2": hf_step_fn}
-    labels = {"course": "course GPT", "hf_gpt2": "HF GPT2LMHeadModel"}
-    if args.compile:
-        contenders["course_compiled"] = course_step(compile_=True)[1]
-        contenders["hf_gpt2_compiled"] = hf_step(compile_=True)[1]
-        labels.update(course_compiled="course GPT, compiled", hf_gpt2_compiled="HF GPT-2, compiled")
+    matmul = resolve_backend("auto")  # what the course's trainer runs on here
+    rates = gemm_rates()
+    with ExitStack() as routed:
+        ours, ours_step = course_step()
+        hf, hf_step_fn = hf_step()
+        routed.enter_context(onednn_linears(ours, matmul))
+        contenders = {"course": ours_step, "hf_gpt2": hf_step_fn}
+        if matmul == "onednn":
+            contenders["course_blas"] = course_step()[1]
+            hf_onednn, contenders["hf_gpt2_onednn"] = hf_step()
+            routed.enter_context(onednn_gpt2(hf_onednn))
+        if args.compile:  # the course model as the trainer compiles it: on its matmul pick
+            compiled, contenders["course_compiled"] = course_step(compile_=True)
+            routed.enter_context(onednn_linears(compiled, matmul))
+            contenders["hf_gpt2_compiled"] = hf_step(compile_=True)[1]
+        results, rows = run_all(contenders, data, args)
     params = {"course": sum(p.numel() for p in ours.parameters()),
               "hf_gpt2": sum(p.numel() for p in hf.parameters())}
-    tokens = BATCH * CONTEXT
     print(f"nanoGPT CPU config: {LAYERS} layers, {HEADS} heads, width {WIDTH}, context {CONTEXT}, "
           f"batch {BATCH}, vocab {VOCAB}; parameters: course {params['course']:,}, "
-          f"HF GPT-2 {params['hf_gpt2']:,}; {args.rounds} x {args.steps} timed steps each\n")
-    results, rows = {}, []
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        times = measure(contenders, data, args.steps, args.rounds)
-        ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
-        results[str(threads)] = {"ms_per_step": {k: round(v, 2) for k, v in ms.items()},
-                                 "tokens_per_s": {k: round(1000 * tokens / v) for k, v in ms.items()},
-                                 "speedup_over_hf": round(ms["hf_gpt2"] / ms["course"], 2)}
-        if args.compile:
-            results[str(threads)]["compiled_speedup_over_hf_compiled"] = round(
-                ms["hf_gpt2_compiled"] / ms["course_compiled"], 2)
-        for name, label in labels.items():
-            peer = "hf_gpt2_compiled" if name.endswith("compiled") else "hf_gpt2"
-            rows.append([f"{label}, {threads} thread{'s' if threads > 1 else ''}", f"{ms[name]:.1f}",
-                         f"{1000 * tokens / ms[name]:,.0f}", f"{ms[peer] / ms[name]:.2f}x"])
-    print_table(["model", "ms/step", "tokens/s", "HF's time / this (same mode)"], rows)
+          f"HF GPT-2 {params['hf_gpt2']:,}; {args.rounds} x {args.steps} timed steps each")
+    print(f"float32 GFLOP/s on one core, 768x128 @ 128x704: " + ", ".join(
+        f"{k} {v}" for k, v in rates.items()) + f"; the course trainer's pick here: {matmul}\n")
+    print_table(["model", "ms/step", "tokens/s", "HF's time / this"], rows)
+    for threads, r in results.items():
+        same = "; ".join(f"on {lib}: {x:.2f}x" for lib, x in r["same_library_speedup"].items())
+        print(f"{threads} thread(s): course {r['speedup_over_hf']:.2f}x HF as shipped"
+              + (f"; same matmul library {same}" if same else ""))
     met = all(r["speedup_over_hf"] >= 1.2 for r in results.values())
     print(f"\ngoal: course at least 1.2x HF's step rate -> {'met' if met else 'NOT met'}")
     summary = {"bench": "pretraining_step", "config": {
         "n_layer": LAYERS, "n_head": HEADS, "n_embd": WIDTH, "block_size": CONTEXT,
-        "batch_size": BATCH, "vocab_size": VOCAB}, "params": params, "threads": results}
+        "batch_size": BATCH, "vocab_size": VOCAB}, "params": params, "cpu_matmul": matmul,
+        "gemm_gflops_1_core": rates, "threads": results}
     report("pretraining_step", summary, {
         "steps_per_round": args.steps, "rounds": args.rounds, "compiled_rows": args.compile,
         "machine": machine_info(["tinygpt", "torch", "transformers"])})
+
+
+def run_all(contenders: dict, data: torch.Tensor, args) -> tuple[dict, list]:
+    """Time every contender at each thread count; the JSON results and the table's rows."""
+    results, rows = {}, []
+    tokens = BATCH * CONTEXT
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        times = measure(contenders, data, args.steps, args.rounds)
+        ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+        r = {"ms_per_step": {k: round(v, 2) for k, v in ms.items()},
+             "tokens_per_s": {k: round(1000 * tokens / v) for k, v in ms.items()},
+             "speedup_over_hf": round(ms["hf_gpt2"] / ms["course"], 2), "same_library_speedup": {}}
+        if "course_blas" in ms:
+            r["same_library_speedup"] = {"blas": round(ms["hf_gpt2"] / ms["course_blas"], 2),
+                                         "onednn": round(ms["hf_gpt2_onednn"] / ms["course"], 2)}
+        if "course_compiled" in ms:
+            r["compiled_speedup_over_hf_compiled"] = round(
+                ms["hf_gpt2_compiled"] / ms["course_compiled"], 2)
+        results[str(threads)] = r
+        for name in ms:
+            peer = "hf_gpt2_compiled" if name.endswith("compiled") else "hf_gpt2"
+            rows.append([f"{LABELS[name]}, {threads} thread{'s' if threads > 1 else ''}",
+                         f"{ms[name]:.1f}", f"{1000 * tokens / ms[name]:,.0f}",
+                         f"{ms[peer] / ms[name]:.2f}x"])
+    return results, rows
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import torch
 from torch._dynamo.utils import counters
 
 from conftest import ROOT
-from tinygpt.pretraining import PRESETS, load_model
-from tinygpt.train import prepare_data, train, unigram_loss
+from tinygpt.pretraining import PRESETS, cpu_matmul, load_model
+from tinygpt.train import main, prepare_data, train, unigram_loss
 
 TINY_MODEL, TINY_TRAIN = PRESETS["tiny"]
 
@@ -53,6 +53,35 @@ def test_a_compiled_run_trains_like_the_eager_one(tmp_path):
     assert compiled.history["train"]["compile"] and not eager["train"]["compile"]
     tokens = torch.randint(0, TINY_MODEL.vocab_size, (1, 16))
     assert torch.equal(load_model(tmp_path)(tokens), compiled.model.eval()(tokens))
+
+
+@pytest.mark.skipif(not cpu_matmul.onednn_available(), reason="torch without oneDNN")
+def test_a_run_on_onednn_matmuls_trains_like_one_on_torchs_blas(tmp_path, monkeypatch):
+    config = dataclasses.replace(TINY_TRAIN, max_steps=12, eval_interval=12)
+    blas = train(TINY_MODEL, dataclasses.replace(config, cpu_matmul="blas")).history
+    calls = []
+    matmul = cpu_matmul._matmul_t
+    monkeypatch.setattr(cpu_matmul, "_matmul_t", lambda *a: calls.append(1) or matmul(*a))
+    onednn = train(TINY_MODEL, dataclasses.replace(config, cpu_matmul="onednn"), out_dir=tmp_path)
+    assert calls, "no matmul went to oneDNN"
+    assert (onednn.history["cpu_matmul"], blas["cpu_matmul"]) == ("onednn", "blas")
+    # Another library sums in another order: the losses agree closely, not bit for bit.
+    assert onednn.history["train_loss"] == pytest.approx(blas["train_loss"], abs=1e-3)
+    assert all(type(m) is torch.nn.Linear for m in onednn.model.modules()
+               if isinstance(m, torch.nn.Linear)), "the layers are put back after the run"
+    with pytest.raises(ValueError, match="must be one of"):
+        train(TINY_MODEL, dataclasses.replace(config, cpu_matmul="mkl"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cpu-matmul", "mkl"], "cpu_matmul must be one of auto, onednn, blas, got 'mkl'"),
+    (["--n-head", "3"], "n_embd must be a multiple of n_head"),
+])
+def test_bad_flags_are_usage_errors_before_any_work(flags, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--preset", "tiny", "--quiet", "--out", str(tmp_path / "run"), *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_compiling_on_a_cpu_without_a_c_compiler_is_a_clear_error(monkeypatch):

@@ -88,6 +88,8 @@ class TrainConfig:
     seed: int = 1337
     bf16: bool = True            # bf16 autocast on CUDA (ignored on the CPU)
     compile: bool = False        # torch.compile the forward pass: fused kernels (a C compiler on the CPU)
+    cpu_matmul: str = "auto"     # the CPU's nn.Linear library: "onednn", "blas" (torch's default) or
+                                 # "auto" (oneDNN on AMD CPUs, where MKL is slow; see cpu_matmul.py)
     corpus_bytes: int | None = None  # None: the whole course corpus
     val_fraction: float = 0.05   # held out for validation: 32k-token chunks spread evenly
 
