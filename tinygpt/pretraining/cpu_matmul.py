@@ -98,7 +98,10 @@ class OneDNNLinearFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dx = _matmul_t(g2, weight.t()).view(*grad.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:
-            dw = _matmul_t(g2.t(), x2.t())
+            # dW = g^T x sums over the rows of both, and oneDNN wants its first operand
+            # row-major over the summed axis: it copies that one. Copy the narrower.
+            n_out, n_in = weight.shape
+            dw = _matmul_t(g2.t(), x2.t()) if n_out <= n_in else _matmul_t(x2.t(), g2.t()).t()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = g2.sum(0)
         return dx, dw, db
