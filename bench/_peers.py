@@ -18,7 +18,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from tinygpt.pretraining.cpu_matmul import linear, onednn_linears
+from tinygpt.pretraining.cpu_matmul import linear, onednn_linears, swapped_class
 
 
 class _OneDNNConv1D(Conv1D):
@@ -30,14 +30,8 @@ class _OneDNNConv1D(Conv1D):
 def onednn_gpt2(model: GPT2LMHeadModel) -> Iterator[int]:
     """Inside the block, ``model``'s Conv1D layers and head run on oneDNN; yields how many."""
     convs = [m for m in model.modules() if type(m) is Conv1D]
-    with onednn_linears(model, "onednn") as heads:
-        for m in convs:
-            m.__class__ = _OneDNNConv1D
-        try:
-            yield len(convs) + heads
-        finally:
-            for m in convs:
-                m.__class__ = Conv1D
+    with onednn_linears(model, "onednn") as heads, swapped_class(convs, _OneDNNConv1D) as n:
+        yield heads + n
 
 
 def gpt2_peer(vocab_size: int, block_size: int, n_embd: int, n_layer: int, n_head: int,

@@ -51,7 +51,7 @@ from contextlib import ExitStack
 import torch
 from transformers.utils import logging as hf_logging
 
-from _common import machine_info, print_table, report
+from _common import machine_info, print_table, report, timed
 from _peers import gpt2_peer, onednn_gpt2
 from tinygpt.corpus import course_corpus
 from tinygpt.pretraining import GPT, GPTConfig
@@ -97,17 +97,9 @@ def gemm_rates(m: int = 768, k: int = 128, n: int = 704, reps: int = 50) -> dict
         routes["onednn"] = lambda: linear(x, w)
     rates = {}
     for name, fn in routes.items():
-        for _ in range(5):
-            fn()
-        best = min(_timed(fn) for _ in range(reps))
-        rates[name] = round(2 * m * k * n / best / 1e9, 1)
+        timed(fn, 5)  # warm-up
+        rates[name] = round(2 * m * k * n / min(timed(fn, reps)[1]) / 1e9, 1)
     return rates
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def measure(steps: dict, data: torch.Tensor, n_steps: int, rounds: int) -> dict[str, list[float]]:

@@ -10,11 +10,11 @@ shards, and runs chapter 3's training step with the warm-up and cosine schedule,
 periodic evaluation on the held-out split and checkpoints (resumable with
 ``--resume``). On the CPU its linear layers run on the matmul library that
 ``--cpu-matmul`` names (default "auto": oneDNN on AMD CPUs, where it is about twice as
-fast as MKL; see ``tinygpt.pretraining.cpu_matmul``). Under torchrun each process takes its rows of the global batch and the
-gradients are averaged (gloo on the CPU, NCCL on GPUs). Expensive artefacts (tokenizer
-and shards; runs the book shows) are cached under ``tinygpt.runtime.CACHE_DIR`` with
-keys that change when the corpus, the configs or the code change. Drivers may import
-any step; no step imports a driver.
+fast as MKL; see ``tinygpt.pretraining.cpu_matmul``). Under torchrun each process
+takes its rows of the global batch and the gradients are averaged (gloo on the CPU,
+NCCL on GPUs). Expensive artefacts (tokenizer and shards; runs the book shows) are
+cached under ``tinygpt.runtime.CACHE_DIR`` with keys that change when the corpus, the
+configs or the code change. Drivers may import any step; no step imports a driver.
 """
 from __future__ import annotations
 
@@ -254,8 +254,7 @@ def _flags(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(cls.__name__)
         for f in dataclasses.fields(cls):
             kind = {"bool": lambda s: s.lower() in ("1", "true", "yes"), "float": float,
-                    "str": str}.get(
-                str(f.type).split(" |")[0], int)
+                    "str": str}.get(str(f.type).split(" |")[0], int)
             cpu = getattr(PRESETS["cpu"][0 if cls is GPTConfig else 1], f.name)
             group.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None,
                                help=f"default: the preset's (preset cpu: {cpu})")

@@ -87,7 +87,6 @@ class OneDNNLinearFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias):
         x2 = x.reshape(-1, x.shape[-1])
         ctx.save_for_backward(x2, weight)
-        ctx.has_bias = bias is not None
         return _matmul_t(x2, weight, bias).view(*x.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -102,7 +101,7 @@ class OneDNNLinearFunction(torch.autograd.Function):
             # row-major over the summed axis: it copies that one. Copy the narrower.
             n_out, n_in = weight.shape
             dw = _matmul_t(g2.t(), x2.t()) if n_out <= n_in else _matmul_t(x2.t(), g2.t()).t()
-        if ctx.has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:  # False when there is no bias
             db = g2.sum(0)
         return dx, dw, db
 
@@ -124,19 +123,31 @@ class OneDNNLinear(nn.Linear):
 
 
 @contextmanager
+def swapped_class(layers: list[nn.Module], cls: type) -> Iterator[int]:
+    """Give each of ``layers`` the class ``cls`` inside the block; yields how many.
+
+    ``cls`` must be a subclass of each layer's own class that only overrides methods,
+    so the parameters and buffers stay what they are; each layer gets its own class
+    back on exit, also when the block raises.
+    """
+    originals = [type(m) for m in layers]
+    for m in layers:
+        m.__class__ = cls
+    try:
+        yield len(layers)
+    finally:
+        for m, original in zip(layers, originals):
+            m.__class__ = original
+
+
+@contextmanager
 def onednn_linears(model: nn.Module, backend: str = "onednn") -> Iterator[int]:
     """Run ``model``'s ``nn.Linear`` layers on oneDNN inside the block; yields how many.
 
     ``backend`` is resolved by :func:`resolve_backend`: with "blas" (or "auto" on a
     CPU where MKL is fast) nothing changes and the count is 0.
     """
-    layers = [m for m in model.modules() if type(m) is nn.Linear]
-    if resolve_backend(backend) != "onednn":
-        layers = []
-    for m in layers:
-        m.__class__ = OneDNNLinear
-    try:
-        yield len(layers)
-    finally:
-        for m in layers:
-            m.__class__ = nn.Linear
+    routed = resolve_backend(backend) == "onednn"
+    layers = [m for m in model.modules() if type(m) is nn.Linear] if routed else []
+    with swapped_class(layers, OneDNNLinear) as count:
+        yield count
