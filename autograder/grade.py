@@ -6,7 +6,10 @@
 ``SUBMITTED_DIR/<student_id>/<assignment>/<notebook>.ipynb`` is graded against
 ``COURSE/solutions/<assignment>/<notebook>.ipynb`` (hidden tests included). Writes
 ``OUT_DIR/grades.csv`` and ``OUT_DIR/feedback/<student_id>/<assignment>/<notebook>.html``;
-never writes into SUBMITTED_DIR. Exits 0 when every notebook was graded (any status).
+never writes into SUBMITTED_DIR. Exits 0 when every notebook was graded (any status),
+2 when it cannot grade: a bad argument, or a sandbox that cannot run the course (checked
+once before any student). Where the machine allows no namespaces, grading a class needs an
+explicit ``--sandbox none`` (the audit hook only; see README.md).
 """
 from __future__ import annotations
 
@@ -52,11 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     limits = sandbox.Limits(timeout=args.timeout, memory_mb=args.memory)
     gradebook_file = Path(db_url.removeprefix("sqlite:///"))
     mode = sandbox.detect_mode() if args.sandbox == "auto" else args.sandbox
+    if mode == "none" and args.sandbox != "none":
+        parser.error("this machine allows no namespaces, so a notebook would see the whole machine: "
+                     "pass --sandbox none to grade anyway with the audit hook only (autograder/README.md)")
     print(f"sandbox mode: {mode} (see autograder/README.md)", file=sys.stderr)
-    bar = tqdm(desc="grading", unit="notebook", file=sys.stderr)
-    results = engine.grade_batch(submitted, engine.Course(course), out, limits, args.jobs,
-                                 extra_hidden=(gradebook_file,), mode=mode, on_done=lambda r: bar.update())
-    bar.close()
+    with engine.View(course, mode) as view:
+        bar = tqdm(desc="grading", unit="notebook", file=sys.stderr)
+        try:
+            results = engine.grade_batch(submitted, engine.Course(course), out, limits, view, args.jobs,
+                                         extra_hidden=(gradebook_file,), on_done=lambda r: bar.update())
+        except engine.SandboxError as err:
+            bar.close()
+            print(f"autograder/grade: cannot grade: {err}", file=sys.stderr)
+            return 2
+        bar.close()
     report.write_csv(results, out / "grades.csv")
     report.write_feedback(results, out / "feedback")
     if args.gradebook is not None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from engine import STATUSES, NotebookResult
 
-COLUMNS = ["student_id", "assignment", "notebook", "score", "max_score", "status", "note"]
+COLUMNS = ["student_id", "assignment", "notebook", "score", "max_score", "status", "sandbox", "note"]
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:56rem;margin:2rem auto;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;
-text-align:left;vertical-align:top}.pass{color:#176117}.fail{color:#a11}code{white-space:pre-wrap}"""
+text-align:left;vertical-align:top}.said{color:#735c0f;margin:.3rem 0 0}.pass{color:#176117}.fail{color:#a11}code{white-space:pre-wrap}"""
 
 
 def write_csv(results: list[NotebookResult], path: Path) -> None:
@@ -26,7 +26,7 @@ def write_csv(results: list[NotebookResult], path: Path) -> None:
         writer.writerow(COLUMNS)
         for r in rows:
             writer.writerow([r.student_id, r.assignment, r.notebook, f"{r.score:g}",
-                             f"{r.max_score:g}", r.status, r.note])
+                             f"{r.max_score:g}", r.status, r.sandbox, r.note])
 
 
 def feedback_html(r: NotebookResult) -> str:
@@ -34,15 +34,21 @@ def feedback_html(r: NotebookResult) -> str:
     rows = "".join(
         f"<tr><td>{e(t.grade_id)}</td><td>{t.score:g} / {t.points:g}</td>"
         f"<td class={'pass' if t.score == t.points else 'fail'}>"
-        f"{'passed' if t.score == t.points else 'failed'}</td><td><code>{e(t.message)}</code></td></tr>"
-        for t in r.tests)
+        f"{'passed' if t.score == t.points else 'failed'}</td><td><code>{e(t.message)}</code>"
+        f"{_said(t.said)}</td></tr>" for t in r.tests)
     note = f"<p>Note: {e(r.note)}</p>" if r.note else ""
+    note += "".join(f"<p>Cell {e(cell)}:{_said(text)}</p>" for cell, text in r.said.items())
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(r.assignment)}/"
             f"{e(r.notebook)}: {e(r.student_id)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{e(r.assignment)} / {e(r.notebook)}</h1><p>Student: {e(r.student_id)}. "
             f"Score: <b>{r.score:g} / {r.max_score:g}</b>. Status: <b>{e(r.status)}</b>.</p>{note}"
             f"<table><tr><th>test</th><th>points</th><th>result</th><th>message</th></tr>"
             f"{rows}</table></body></html>\n")
+
+
+def _said(text: str) -> str:
+    """Warnings and stderr of the learner's code: shown, never scored."""
+    return f"<div class=said>warned or wrote to stderr (not scored):<pre>{html.escape(text)}</pre></div>" if text else ""
 
 
 def write_feedback(results: list[NotebookResult], folder: Path) -> None:

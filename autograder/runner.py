@@ -9,6 +9,8 @@ JSON (``nonce``, ``cells``: ``{"kind": "setup"|"answer"|"test", "id", "source",
 * ``("test", nonce, grade_id, passed, message)``  one verdict per test cell;
 * ``("cell", nonce, grade_id, message)``          an error in a setup or answer cell;
 * ``("flag", nonce, what, detail)``               ``tamper``, ``memory`` or ``output``;
+* ``("said", nonce, grade_id, text)``             what the learner's code warned or wrote
+  to stderr in an answer or test cell: feedback, never a failed test;
 * ``("end", nonce)``                              the notebook ran to its end.
 
 Setup and answer cells run with ``exec`` in one namespace named ``__main__`` (no course
@@ -26,6 +28,7 @@ and opening hidden paths throughout, and in answer cells also processes, signals
 sockets; ``os._exit`` there raises instead.
 """
 import builtins
+import importlib
 import io
 import json
 import os
@@ -33,6 +36,7 @@ import select
 import signal
 import sys
 import types
+import warnings
 
 # The runner's own functions look builtins up here, not in the (patchable) builtins module.
 __builtins__ = dict(vars(builtins))
@@ -43,6 +47,8 @@ _compile, _exec, _repr, _isinstance, _type, _id = compile, exec, repr, isinstanc
 _getsignal, _signal, _settrace, _setprofile = signal.getsignal, signal.signal, sys.settrace, sys.setprofile
 _TextIOWrapper, _FileIO, _FunctionType = io.TextIOWrapper, io.FileIO, types.FunctionType
 _type_dict = type.__dict__["__dict__"].__get__
+_type_mro = type.__dict__["__mro__"].__get__
+_getframe, _import_module = sys._getframe, importlib.import_module
 _MISSING = object()
 _BEHAVIOUR = (types.FunctionType, types.BuiltinFunctionType, types.MethodDescriptorType,
               types.WrapperDescriptorType, property, staticmethod, classmethod)
@@ -53,7 +59,10 @@ _DENIED = frozenset({"sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.
                      "os.forkpty", "pty.spawn"})
 _DENIED_IN_ANSWERS = frozenset({"os.fork", "os.kill", "os.killpg", "signal.pthread_kill"})
 _state = {"phase": "trusted", "nonce": "", "trusted": frozenset(), "hidden": (), "fd": -1,
-          "signals": {}}
+          "signals": {}, "ns": {}, "known": set(), "keep": [], "roots": ("<frozen ",),
+          "lookup": None, "entries": {}, "classes": {}, "stubs": {}, "reference": {}, "setup": {},
+          "package": "",
+          "said": []}
 
 
 def _emit(*fields) -> None:
@@ -65,6 +74,9 @@ def _emit(*fields) -> None:
 
 
 def _audit(event: str, args: tuple) -> None:
+    if event == "grader.withheld":
+        _answer_withheld(args)
+        return
     phase = _state["phase"]
     if phase == "trusted":
         return
@@ -78,6 +90,26 @@ def _audit(event: str, args: tuple) -> None:
         raise PermissionError(f"changing {args[1]!s:.80} of a grading tool is not allowed")
     if event == "open" and _type(args[0]) is str and args[0].startswith(_state["hidden"]):
         raise PermissionError(f"{args[0]} is not readable while grading")
+    if event in ("compile", "code.__new__") and _forged(args[1], args[0] if event == "compile" else None):
+        _emit("flag", "tamper", f"{event} as {args[1]!s:.80}")
+        raise PermissionError("code may not pose as a library's or the grader's while grading")
+
+
+def _forged(filename, source) -> bool:
+    """Code made at run time that names a library file (or the grader's own) as its origin:
+    it would pass for trusted code on the stack. Importing a module compiles exactly the
+    file's bytes, which is allowed."""
+    if _type(filename) is bytes:
+        filename = filename.decode("utf-8", "replace")
+    if _type(filename) is not str or not filename.startswith(_state["roots"] + ("<reference",)):
+        return False
+    if _type(source) is not bytes or filename.startswith("<"):
+        return True
+    try:
+        with _FileIO(filename, "r") as f:
+            return f.read() != source
+    except OSError:
+        return True
 
 
 def _behaviour(value) -> bool:
@@ -105,6 +137,125 @@ def _enter_answers() -> None:
     os._exit = _stub_exit
     sys.modules["posix"]._exit = _stub_exit
     _state["phase"] = "answer"
+
+
+# ------------------------------------------------------------------ withheld references
+
+def _trust(code) -> None:
+    """``code`` and the code nested in it are the instructor's (a setup or test cell, a reference)."""
+    stack = [code]
+    while stack:
+        c = stack.pop()
+        _state["known"].add(_id(c))
+        _state["keep"].append(c)  # alive, so no other code object ever gets its id
+        stack.extend(k for k in c.co_consts if _type(k) is types.CodeType)
+
+
+def _learner_on_stack(frame) -> bool:
+    """Whether code not written by the instructor or a library runs between ``frame`` and the cell."""
+    roots = _state["roots"]
+    while frame is not None:
+        code = frame.f_code
+        if code is _run_cell.__code__:
+            return False
+        if _id(code) not in _state["known"] and not code.co_filename.startswith(roots):
+            return True
+        frame = frame.f_back
+    return True
+
+
+def _asked_by_learner(frame) -> bool:
+    """Whether the nearest caller above ``frame`` that is not a library's (the standard
+    library's and site-packages' frames are passed through) is the learner's code.
+
+    The course package's own code asking (chapter 3's ``MoE`` building the withheld
+    ``SwiGLU``) and the instructor's cells are not; a call from another thread is."""
+    package = _state["package"]
+    while frame is not None:
+        code = frame.f_code
+        if code is _run_cell.__code__ or _id(code) in _state["known"]:
+            return False
+        name = code.co_filename
+        if package and name.startswith(package):
+            return False
+        if not name.startswith(_state["roots"]):
+            return True
+        frame = frame.f_back
+    return True
+
+
+def _prepare_withheld(spec: dict) -> None:
+    """Import the stubs the grader wrote, and build the references they stand for.
+
+    The references are compiled from the original sources in the job (no file of them is
+    visible), into modules that only this runner holds; names in them that point to a
+    stub point to the reference instead."""
+    helper = _import_module(spec["package"] + "._withheld")
+    _state["lookup"] = (helper.lookup.__code__, helper.__dict__)
+    for method in ("__call__", "__instancecheck__", "__subclasscheck__", "__getattr__"):
+        _state["entries"][_id(helper.Withheld.__dict__[method].__code__)] = (helper.__dict__, None)
+    stubs = {}
+    for module, name, kind in spec["units"]:
+        stub = _import_module(module).__dict__[name]
+        unit = (module, name)
+        stubs[_id(stub)] = unit
+        _state["stubs"][unit] = stub
+        if kind == "class":
+            _state["classes"][_id(stub)] = unit
+        else:
+            _state["entries"][_id(stub.__code__)] = (stub.__globals__, unit)
+    spaces = {}
+    for module, source in spec["references"].items():
+        code = _compile(source, f"<reference {module}>", "exec")
+        _trust(code)
+        spaces[module] = {"__name__": module, "__package__": module.rpartition(".")[0],
+                          "__builtins__": builtins}
+        _exec(code, spaces[module])
+    for space in spaces.values():
+        for key, value in list(space.items()):
+            if _id(value) in stubs:
+                module, name = stubs[_id(value)]
+                space[key] = spaces[module][name]
+    for module, name, _ in spec["units"]:
+        _state["reference"][module, name] = spaces[module][name]
+
+
+def _bound_to_stub(value) -> bool:
+    """The notebook's name for a graded unit holds the stub itself (imported, or its code reused)."""
+    if _id(value) in _state["classes"] or _id(value) in {_id(s) for s in _state["stubs"].values()}:
+        return True
+    if _type(value) is _FunctionType and _id(value.__code__) in _state["entries"]:
+        return True
+    return _isinstance(value, type) and any(_id(b) in _state["classes"] for b in _type_mro(value))
+
+
+def _answer_withheld(args: tuple) -> None:
+    """A stub asks for its reference: give it only to the instructor's code.
+
+    The chain must be the genuine ``lookup``, called by a genuine stub (code and module),
+    called by the instructor's code or the course package (:func:`_asked_by_learner`),
+    and the notebook must not have bound the stub under the graded name, unless a setup
+    cell did (an instructor's module header importing the reference for later cells)."""
+    if len(args) != 2 or _type(args[1]) is not list or _state["lookup"] is None:
+        return
+    key, box = args
+    asker = _getframe(2)
+    code, space = _state["lookup"]
+    if asker.f_code is not code or asker.f_globals is not space:
+        return
+    stub = asker.f_back
+    entry = _state["entries"].get(_id(stub.f_code)) if stub is not None else None
+    if entry is None or stub.f_globals is not entry[0]:
+        return
+    unit = _state["classes"].get(_id(key)) if entry[1] is None else entry[1] if key == entry[1] else None
+    if unit is None:
+        return
+    if _state["phase"] != "trusted":
+        bound, given = _state["ns"].get(unit[1]), _state["stubs"][unit]
+        if not (bound is given and _state["setup"].get(unit[1]) is given) and (
+                _bound_to_stub(bound) or _asked_by_learner(stub.f_back)):
+            return
+    box.append(_state["reference"][unit])
 
 
 # ------------------------------------------------------------------ trusted state
@@ -238,10 +389,13 @@ def _quiet_signals() -> None:
             pass
 
 
-def _run_cell(source: str, label: str, ns: dict) -> BaseException | None:
+def _run_cell(source: str, label: str, ns: dict, instructor: bool = False) -> BaseException | None:
     err = None
     try:
-        _exec(_compile(source, f"<cell {label}>", "exec"), ns)
+        code = _compile(source, f"<cell {label}>", "exec")
+        if instructor:
+            _trust(code)
+        _exec(code, ns)
     except BaseException as caught:  # noqa: BLE001 - SystemExit and KeyboardInterrupt included
         err = caught
     while True:
@@ -257,6 +411,62 @@ def _run_cell(source: str, label: str, ns: dict) -> BaseException | None:
     return err
 
 
+class _LearnerStream(io.TextIOBase):
+    """``sys.stderr`` while a cell runs: what the learner's code writes is kept for the
+    feedback (shown, not scored); anything else goes on to ``stream``."""
+
+    __module__ = "grader"  # not "__main__": the runner's own, never the notebook's
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        if _type(text) is not str:
+            raise TypeError("write() argument must be str")
+        if self._stream is None or _learner_on_stack(_getframe(1)):
+            _keep_said(text)
+        else:
+            self._stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
+
+
+def _keep_said(text: str) -> None:
+    said = _state["said"]
+    if sum(len(t) for t in said) < 2000:
+        said.append(text[:2000])
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings are feedback, never a failed test (stock nbgrader fails a test that warns)."""
+    try:
+        where = f"{filename}:{lineno}" if not str(filename).startswith("<") else str(filename)
+        _keep_said(f"{category.__name__}: {message} ({where})\n")
+    except BaseException:  # noqa: BLE001 - a student's warning may break str()
+        _keep_said("a warning\n")
+
+
+def _listen(stream) -> _LearnerStream:
+    """Route warnings and the learner's stderr to the feedback for the next cell."""
+    _state["said"] = []
+    warnings.showwarning = _show_warning
+    sys.stderr = _LearnerStream(stream)
+    return sys.stderr
+
+
+def _emit_said(label: str) -> None:
+    text = "".join(_state["said"]).strip()
+    _state["said"] = []
+    if text:
+        _emit("said", label, text[:1000])
+
+
 def _judge(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
     """In a forked child: trusted state back, fresh streams, the test, its verdict."""
     _state["phase"] = "trusted"
@@ -269,9 +479,10 @@ def _judge(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
         _close(fd)
         streams.append(_TextIOWrapper(_FileIO(target, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True))
-    sys.stdout, sys.stderr = streams
+    sys.stdout = streams[0]
+    _listen(streams[1])
     _state["phase"] = "test"
-    err = _run_cell(cell["source"], cell["id"], ns)
+    err = _run_cell(cell["source"], cell["id"], ns, instructor=True)
     message = _describe(err) if err is not None else ""  # str() of a student's exception: still "test"
     _state["phase"] = "trusted"
     for stream in streams:
@@ -283,6 +494,7 @@ def _judge(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
     written = _read(2, 400).decode("utf-8", "replace").strip()
     if written and not message:
         message = "wrote to stderr: " + written.splitlines()[0][:200]
+    _emit_said(cell["id"])
     _emit("test", cell["id"], not message, message)
 
 
@@ -329,6 +541,12 @@ def main() -> None:
     _die_with_parent()
     job = json.loads(sys.stdin.buffer.read())
     _state.update(nonce=job["nonce"], hidden=tuple(job["hidden"]), fd=job["fd"])
+    spec = job.get("withheld")
+    if spec and spec.get("prepend"):  # mode none: the copy comes first on the path
+        sys.path.insert(0, spec["prepend"])
+    roots = [sys.prefix, sys.base_prefix, sys.exec_prefix] + ([spec["visible"]] if spec else [])
+    _state["roots"] = tuple(r.rstrip("/") + "/" for r in roots) + ("<frozen ",)
+    _state["package"] = spec["visible"].rstrip("/") + "/" if spec else ""
     for sig in signal.valid_signals():
         try:
             _state["signals"][sig] = _getsignal(sig)
@@ -339,10 +557,18 @@ def main() -> None:
     sys.modules["__main__"] = main_module
     ns, setup_names, snap = main_module.__dict__, {}, None
     ns["__builtins__"] = builtins
+    _state["ns"], _state["setup"] = ns, setup_names
+    if spec:
+        try:
+            _prepare_withheld(spec)
+        except BaseException as err:  # noqa: BLE001 - reported, then the notebook runs on
+            _emit("cell", "withheld references", _describe(err))
+    job.pop("withheld", None)
+    spec = None  # the references' sources live on only in the modules built from them
     for cell in job["cells"]:
         if cell["kind"] == "setup":
             before = dict(ns)
-            err = _run_cell(cell["source"], cell["id"], ns)
+            err = _run_cell(cell["source"], cell["id"], ns, instructor=True)
             setup_names.update({k: v for k, v in ns.items() if before.get(k, _MISSING) is not v})
             if err is not None:
                 _emit("cell", cell["id"], _describe(err))
@@ -353,7 +579,11 @@ def main() -> None:
             for name in cell["defines"]:  # the answer may rebind what a setup cell imported
                 setup_names.pop(name, None)
             _enter_answers()
+            stderr, shown = sys.stderr, _listen(None)
             err = _run_cell(cell["source"], cell["id"], ns)
+            if sys.stderr is shown:
+                sys.stderr = stderr
+            _emit_said(cell["id"])
             if err is not None:
                 _emit("cell", cell["id"], _describe(err))
         else:

@@ -9,9 +9,12 @@ grader: the notebook that runs is the *instructor's copy* (``solutions/`` when p
 with its hidden tests; else the release in ``exercises/``), into which only your answer
 cells are copied, matched by nbgrader ``grade_id``. Editing or deleting a test cell in
 your copy therefore changes nothing. A test cell scores its points when it raises no
-error and writes nothing to stderr, as in nbgrader.
+error and its own code writes nothing to stderr; what *your* code warns or writes to
+stderr is shown beside the result, never scored.
 
-It is a front end of the batch grader's engine (``engine.py``): the same assembly, the same
+While a notebook is checked, the course package it imports has that notebook's graded
+functions withheld (calling them raises "write it yourself"), exactly as when the class
+is graded. It is a front end of the batch grader's engine (``engine.py``): the same assembly, the same
 sandboxed runner (``sandbox.py``: namespaces where the machine allows them), one notebook
 at a time, no gradebook.
 
@@ -21,6 +24,7 @@ This tool imports no course code and works for any nbgrader course laid out with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +44,7 @@ class NotebookResult(engine.Scored):
     instructor_copy: Path | None
     tests: list[engine.TestResult] = field(default_factory=list)
     error: str = ""
+    said: dict[str, str] = field(default_factory=dict)
 
 
 def instructor_copy(path: Path) -> Path | None:
@@ -53,8 +58,18 @@ def instructor_copy(path: Path) -> Path | None:
     return None
 
 
-def check_notebook(path: Path, timeout: int = 120) -> NotebookResult:
-    """Grade one notebook; never raises for a broken submission."""
+def course_of(path: Path) -> Path:
+    """The course folder of ``exercises/<assignment>/<notebook>.ipynb``."""
+    return path.resolve().parent.parent.parent
+
+
+def check_notebook(path: Path, view: engine.View | None = None, timeout: int = 120) -> NotebookResult:
+    """Grade one notebook; never raises for a broken submission (a sandbox that cannot run
+    the course raises :class:`engine.SandboxError`). Without a ``view``, one of its own."""
+    if view is None:
+        with engine.View(course_of(path), sandbox.detect_mode()) as own:
+            own.check([instructor_copy(path) or path], sandbox.Limits())
+            return check_notebook(path, own, timeout)
     source = instructor_copy(path)
     result = NotebookResult(path=path, instructor_copy=source)
     try:
@@ -63,9 +78,9 @@ def check_notebook(path: Path, timeout: int = 120) -> NotebookResult:
         result.error = f"not a readable notebook: {err}"
         return result
     hidden = (source.parent.parent, source.parent.parent.parent / "autograder") if source else ()
-    graded = engine.grade_notebook(path, source or path, None, course=path.resolve().parent,
-                                   hidden=hidden, limits=sandbox.Limits(timeout=timeout * cells))
-    result.tests = graded.tests
+    graded = engine.grade_notebook(path, source or path, None, view, hidden=hidden,
+                                   limits=sandbox.Limits(timeout=timeout * cells))
+    result.tests, result.said = graded.tests, graded.said
     if graded.status not in ("ok", "tampered"):
         result.error = f"{graded.status}: {graded.note}" if graded.note else graded.status
     return result
@@ -80,6 +95,11 @@ def notebooks_under(target: Path) -> list[Path]:
     return found
 
 
+def _said(cell: str, text: str) -> list[str]:
+    """What the learner's code warned or wrote to stderr: shown, not scored."""
+    return [f"  ~ {cell} said (not scored): {line}" for line in text.splitlines()[:5]] if text else []
+
+
 def report(results: list[NotebookResult]) -> str:
     lines = []
     for r in results:
@@ -87,9 +107,12 @@ def report(results: list[NotebookResult]) -> str:
         lines.append(f"{r.path}  (tests from {source})")
         if r.error:
             lines.append(f"  ! {r.error}")
+        for cell, text in r.said.items():
+            lines += _said(cell, text)
         for t in r.tests:
             verdict = "passed" if t.score == t.points else f"failed  {t.message}"
             lines.append(f"  {t.grade_id:<28} {t.score:g}/{t.points:g}  {verdict}")
+            lines += _said(t.grade_id, t.said)
         lines.append(f"  {'total':<28} {r.score:g}/{r.max_score:g}")
     total, best = sum(r.score for r in results), sum(r.max_score for r in results)
     lines.append(f"course total: {total:g}/{best:g} points in {len(results)} notebook(s)")
@@ -105,7 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     missing = [p for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(map(str, missing))}")
-    results = [check_notebook(nb, args.timeout) for p in args.paths for nb in notebooks_under(p)]
+    notebooks = [nb for p in args.paths for nb in notebooks_under(p)]
+    mode = sandbox.detect_mode()
+    results = []
+    with contextlib.ExitStack() as stack:
+        views: dict[Path, engine.View] = {}
+        try:
+            for nb in notebooks:
+                course = course_of(nb)
+                if course not in views:
+                    views[course] = stack.enter_context(engine.View(course, mode))
+                    views[course].check([instructor_copy(n) or n for n in notebooks
+                                         if course_of(n) == course], sandbox.Limits())
+                results.append(check_notebook(nb, views[course], args.timeout))
+        except engine.SandboxError as err:
+            print(f"cannot check: {err}", file=sys.stderr)
+            return 2
     if args.json:
         print(json.dumps([{"notebook": str(r.path), "score": r.score, "max_score": r.max_score,
                            "error": r.error, "tests": [vars(t) for t in r.tests]}

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import copy
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +71,9 @@ def _dump(nb) -> bytes:
     return json.dumps(nb).encode()
 
 
-def with_prelude(nb: Notebook, code: str) -> dict:
-    """Stubs; the first answer cell starts with ``code``."""
-    sub = nb.submission()
+def with_prelude(nb: Notebook, code: str, honest: bool = False) -> dict:
+    """Stubs (or honest answers); the first answer cell starts with ``code``."""
+    sub = nb.submission(nb.answers if honest else None)
     first = next(c for c in sub["cells"] if meta(c).get("solution"))
     first["source"] = code + "\n" + src(first)
     return sub
@@ -219,6 +221,11 @@ for _target in [pathlib.Path.home() / ".ipython/profile_default/startup/00-{mark
     except OSError:
         pass
 """
+WARN = """
+import sys, warnings
+warnings.warn("a correct answer may warn")
+print("and may write to stderr", file=sys.stderr)
+"""
 INFINITE_LOOP = "while True:\n    pass\n"
 SLEEP = "import time\ntime.sleep(10**6)\n"
 CODE_SWAP = """
@@ -256,6 +263,98 @@ for _name in [m for m in list(sys.modules) if m.startswith("tinygpt.checks")]:
     _fake.__getattr__ = lambda key: (lambda *a, **k: None)
     sys.modules[_name] = _fake
 """
+
+
+# The graded reference, reached without a plain ``from M import f`` (issue 14): each spelling
+# scored full marks while the package held the reference. ``{f}`` a graded function, ``{m}``
+# the module its answer cell exports into.
+REFERENCE_SPELLINGS = {
+    "import_module wrapper": "import importlib\ndef {f}(*a, **k):\n"
+                             "    return importlib.import_module({m!r}).{f}(*a, **k)\n",
+    "sys.modules wrapper": "import sys, {m}\ndef {f}(*a, **k):\n    return sys.modules[{m!r}].{f}(*a, **k)\n",
+    "__import__ wrapper": "def {f}(*a, **k):\n    return getattr(__import__({m!r}, fromlist=['_']), {f!r})(*a, **k)\n",
+    "FunctionType of its code": "import types, {m} as _r\n"
+                                "{f} = types.FunctionType(_r.{f}.__code__, globals(), {f!r}, _r.{f}.__defaults__)\n",
+    "FunctionType, its globals, __module__": "import types, {m} as _r\n"
+        "{f} = types.FunctionType(_r.{f}.__code__, _r.{f}.__globals__, {f!r}, _r.{f}.__defaults__)\n"
+        "{f}.__module__ = '__main__'\n",
+    "imported, __module__ set": "from {m} import {f}\n{f}.__module__ = '__main__'\n",
+    "exec of its source": "import inspect, {m} as _r\nexec(inspect.getsource(_r.{f}))\n",
+    "wrapper compiled as a library file": "import sys\n"
+        "exec(compile({wrapper!r}, sys.prefix + '/lib/{f}.py', 'exec'))\n",
+}
+SPELLING_STATUS = {"wrapper compiled as a library file": "tampered"}
+
+# Looks for another copy of the course anywhere it can see, and runs its solution (issue 27).
+SEARCH_DISK = """
+import json, os
+for _top, _dirs, _files in os.walk("/", onerror=lambda e: None):
+    _dirs[:] = [d for d in _dirs if os.path.join(_top, d) not in ("/proc", "/sys", "/dev", "/usr")
+                and d not in ("site-packages", "node_modules", ".git")]
+    if _top.endswith({tail!r}) and {name!r} in _files:
+        try:
+            _cells = json.load(open(os.path.join(_top, {name!r})))["cells"]
+        except OSError:
+            continue
+        for _cell in _cells:
+            if _cell["metadata"].get("nbgrader", {{}}).get("solution"):
+                exec("".join(_cell["source"]), globals())
+        break
+"""
+# Honest answers that fail unless every one of these paths is absent from the notebook's view.
+PROBE_PATHS = """
+import os
+_seen = [p for p in {paths!r} if os.path.lexists(p)]
+assert not _seen, f"visible inside the sandbox: {{_seen}}"
+"""
+
+
+def reference_answers(nb: Notebook, template: str) -> dict:
+    """Stubs whose answer cells each take the reference of what they define, by ``template``."""
+    sub = nb.submission()
+    exports = {meta(c)["grade_id"]: src(c).split("\n", 1)[0].removeprefix("#| export ").strip()
+               for c in nb.solution["cells"] if meta(c).get("solution")}
+    for cell in sub["cells"]:
+        gid = meta(cell).get("grade_id")
+        if meta(cell).get("solution") and gid in nb.answers:
+            names = [n.name for n in ast.parse(nb.answers[gid]).body if isinstance(n, ast.FunctionDef)]
+            wrappers = [REFERENCE_SPELLINGS["import_module wrapper"].format(f=f, m=exports[gid]) for f in names]
+            cell["source"] = "".join(template.format(f=f, m=exports[gid], wrapper=w)
+                                     for f, w in zip(names, wrappers)) or src(cell)
+    return sub
+
+
+def view_attacks(nb: Notebook, course: Path, elsewhere: Path) -> list[Attack]:
+    """A second copy of the course at ``elsewhere`` (outside the course and /tmp), searched
+    for; and the paths a notebook must not see, probed (the sandbox's allowlist root)."""
+    home = Path.home()
+    interpreter = Path(os.path.realpath(sys.executable))
+    homes = [p for p in home.iterdir() if p not in interpreter.parents and p not in course.parents
+             and p != course] if home.is_dir() and os.access(home, os.R_OK) else []
+    paths = [str(elsewhere), str(elsewhere / "solutions"), "/srv", "/opt", "/home", *map(str, homes[:20]),
+             str(course / "solutions"), str(course / ".git"), str(course / "autograder"),
+             str(course / "exercises"), str(course / "README.md")]
+    tail = f"/solutions/{nb.assignment}"
+    return [
+        Attack("search the disk for another copy", "ok", False,
+               {nb.name: _dump(_every_answer(nb, SEARCH_DISK.format(tail=tail, name=nb.name)))}),
+        Attack("probe paths outside the view, honest", "ok", True,
+               {nb.name: _dump(with_prelude(nb, PROBE_PATHS.format(paths=paths), honest=True))}),
+    ]
+
+
+def _warn_in_functions(nb: Notebook) -> dict:
+    """Honest answers whose graded functions each warn and write to stderr when called."""
+    sub = nb.submission(nb.answers)
+    for cell in sub["cells"]:
+        if meta(cell).get("solution"):
+            tree = ast.parse(src(cell))
+            for node in tree.body:
+                if isinstance(node, ast.FunctionDef):
+                    node.body[:0] = ast.parse("import sys, warnings\nwarnings.warn('slow path', "
+                                              "RuntimeWarning)\nsys.stderr.write('note\\n')").body
+            cell["source"] = ast.unparse(tree)
+    return sub
 
 
 def _tests_of(nb: Notebook) -> list[str]:
@@ -314,7 +413,9 @@ def full_set(nb: Notebook, course: Path, submitted: Path, out: Path) -> list[Att
         Attack("fork in an answer", "ok", False, n(with_prelude(nb, "import os\nos.fork()"))),
         Attack("fork storm in tests", "ok", False, n(_every_answer(nb, FORK_STORM.format(names=names)))),
         Attack("memory hog", "memory", False, n(with_prelude(nb, MEMORY_HOG))),
-        Attack("print gigabytes, honest", "ok", True, n(_after_first_answer(nb, PRINT_GIGABYTES))),
+        Attack("print gigabytes, honest", "output", True, n(_after_first_answer(nb, PRINT_GIGABYTES))),
+        Attack("warnings and stderr in answers, honest", "ok", True, n(_after_first_answer(nb, WARN))),
+        Attack("warnings in the graded functions, honest", "ok", True, n(_warn_in_functions(nb))),
         Attack("socket", "ok", False, n(with_prelude(nb, SOCKETS))),
         Attack("read solutions", "ok", False, n(with_prelude(nb, READ_SOLUTIONS.format(solution=str(solution))))),
         Attack("read gradebook", "ok", False, n(with_prelude(nb, READ_GRADEBOOK.format(
@@ -338,6 +439,8 @@ def full_set(nb: Notebook, course: Path, submitted: Path, out: Path) -> list[Att
         Attack("fake outputs", "ok", False, n(_edit_tests(nb, False, "fake_outputs"))),
         Attack("raised points", "tampered", False, n(_edit_tests(nb, False, "points"))),
         Attack("cells re-ordered, honest", "ok", True, n(_edit_tests(nb, True, "reorder"))),
+        *[Attack(f"reference: {name}", SPELLING_STATUS.get(name, "ok"), False, n(reference_answers(nb, t)))
+          for name, t in REFERENCE_SPELLINGS.items()],
     ]
 
 

@@ -39,7 +39,21 @@ def _notebook(assignment: str, name: str) -> hostile.Notebook:
 
 NOTEBOOKS = [_notebook(p.parent.name, p.name) for p in sorted((ROOT / "solutions").glob("ch*/*.ipynb"))]
 SMALL_NB = _notebook(*SMALL)
-FULL = [a.name for a in hostile.full_set(SMALL_NB, ROOT, Path("/x"), Path("/y"))]
+FULL = [a.name for a in hostile.full_set(SMALL_NB, ROOT, Path("/x"), Path("/y"))
+        + hostile.view_attacks(SMALL_NB, ROOT, Path("/x"))]
+
+
+def _elsewhere() -> Path:
+    """A place for a second copy of the course: outside the course root and outside /tmp."""
+    home = Path.home()
+    top = home if home.is_dir() and os.access(home, os.W_OK) and Path("/tmp") not in home.parents \
+        else Path("/var/tmp")
+    return Path(tempfile.mkdtemp(prefix="grader-second-copy-", dir=top))
+
+
+def _second_copy(where: Path) -> None:
+    """The instructor's other checkout: its solutions, as a submission would look for them."""
+    shutil.copytree(ROOT / "solutions" / SMALL_NB.assignment, where / "solutions" / SMALL_NB.assignment)
 FEW = [(nb.assignment, nb.name, a.name) for nb in NOTEBOOKS for a in hostile.few(nb)]
 
 
@@ -116,7 +130,9 @@ def batch():
     for nb in NOTEBOOKS:
         for attack in hostile.few(nb):
             submit(f"few-{_slug(attack.name)}-{nb.assignment}-{Path(nb.name).stem}", nb.assignment, attack)
-    for attack in hostile.full_set(SMALL_NB, ROOT, submitted, out):
+    elsewhere = _elsewhere()
+    _second_copy(elsewhere)
+    for attack in hostile.full_set(SMALL_NB, ROOT, submitted, out) + hostile.view_attacks(SMALL_NB, ROOT, elsewhere):
         submit(f"full-{_slug(attack.name)}", SMALL_NB.assignment, attack)
     partial = submitted / "partial" / "ch01_data"
     partial.mkdir(parents=True)
@@ -130,6 +146,7 @@ def batch():
            "expected": expected, "digest_before": before, "output": output,
            "processes": _sandbox_processes(), "markers": _markers()}
     shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(elsewhere, ignore_errors=True)
 
 
 def _row(batch, student: str, assignment: str, name: str) -> dict:
@@ -180,6 +197,10 @@ def test_summary_and_feedback(batch):
     assert "test_merge" in text and "passed" in text and "http" not in text
     stub = page.parents[2] / "few-stubs-ch02_tokenizer-01_pretokenize" / "ch02_tokenizer" / "01_pretokenize.html"
     assert "NotImplementedError" in stub.read_text()
+    warned = page.parents[2] / f"full-{_slug('warnings in the graded functions, honest')}" / "ch02_tokenizer" / "01_pretokenize.html"
+    assert "slow path" in warned.read_text() and "not scored" in warned.read_text()
+    withheld = page.parents[2] / f"full-{_slug('reference: import_module wrapper')}" / "ch02_tokenizer" / "01_pretokenize.html"
+    assert "write it yourself" in withheld.read_text()
 
 
 def test_rerun_gives_the_same_rows(batch, tmp_path):
@@ -276,11 +297,15 @@ def test_user_namespace_mode(who):
     if who == "uid 65534" and not _nobody_can_run_the_venv():
         pytest.skip("uid 65534 cannot run the venv's interpreter on this machine")
     base = Path(tempfile.mkdtemp(prefix="grader-user-"))
+    elsewhere = _elsewhere()
+    _second_copy(elsewhere)
     try:
         submitted, out = base / "submitted", base / "out"
         attacks = {a.name: a for a in hostile.full_set(SMALL_NB, ROOT, submitted, out)}
         picked = [hostile.few(SMALL_NB)[0], hostile.few(SMALL_NB)[1], attacks["read solutions"],
-                  attacks["write outside"], attacks["socket"], attacks["fork storm in tests"]]
+                  attacks["write outside"], attacks["socket"], attacks["fork storm in tests"],
+                  attacks["reference: import_module wrapper"],
+                  *hostile.view_attacks(SMALL_NB, ROOT, elsewhere)]
         _submit(submitted, picked)
         out.mkdir()
         for path in [base, *base.rglob("*")]:
@@ -294,6 +319,7 @@ def test_user_namespace_mode(who):
         _check_small_batch(submitted, out, picked, before)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(elsewhere, ignore_errors=True)
 
 
 def test_fallback_mode_without_namespaces(tmp_path):
@@ -309,3 +335,95 @@ def test_fallback_mode_without_namespaces(tmp_path):
     before = _tree_digest(submitted)
     assert "sandbox mode: none" in _grade(submitted, out, "--sandbox", "none")
     _check_small_batch(submitted, out, picked, before)
+
+
+def _clone(top: Path) -> Path:
+    """The grader, the package and the small notebook's chapter, with a venv of its own
+    (its interpreter under ``top`` too; the libraries come from this one through a .pth)."""
+    course = top / "course"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "autograder", "tinygpt", f"solutions/{SMALL_NB.assignment}",
+                             f"exercises/{SMALL_NB.assignment}"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split("\n")
+    for name in filter(None, listed):
+        (course / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, course / name)
+    venv = course / ".venv"
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*/site-packages"))
+    here = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site / "course.pth").write_text(f"{course}\n{here}\n")
+    return course
+
+
+def test_course_under_tmp_with_spaces():
+    """A checkout and its interpreter under /tmp, in a folder with a space: the sandbox's own
+    /tmp must not hide them (every notebook scored 0 "crashed" and the run exited 0)."""
+    top = Path(tempfile.mkdtemp(prefix="grader clone ", dir="/tmp"))
+    try:
+        course = _clone(top)
+        attacks = hostile.full_set(SMALL_NB, course, top / "submitted", top / "out")
+        picked = [*hostile.few(SMALL_NB)[:2], next(a for a in attacks if a.name.startswith("reference: "))]
+        _submit(top / "submitted", picked)
+        done = subprocess.run([str(course / "autograder" / "grade"), str(top / "submitted"), "--out",
+                               str(top / "out"), "--course", str(course)], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = _rows(top / "out")
+        for attack in picked:
+            _check(rows[_slug(attack.name), SMALL_NB.assignment, Path(SMALL_NB.name).stem], attack)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_a_sandbox_that_cannot_import_the_course_stops_grading(tmp_path):
+    """Checked once before any student: a clear error naming the course, exit 2, no grades."""
+    course = _clone(tmp_path)
+    (course / "tinygpt" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    _submit(tmp_path / "submitted", hostile.few(SMALL_NB)[:1])
+    done = subprocess.run([str(course / "autograder" / "grade"), str(tmp_path / "submitted"), "--out",
+                           str(tmp_path / "out"), "--course", str(course)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot grade" in done.stderr and str(course) in done.stderr and "broken on purpose" in done.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def test_no_namespaces_needs_an_explicit_flag(tmp_path):
+    """Where no sandbox can be built, a class is graded only with --sandbox none."""
+    _submit(tmp_path / "submitted", hostile.few(SMALL_NB)[:1])
+    env = {"PATH": "/nonexistent", "HOME": str(tmp_path)}  # no unshare, no setpriv: mode none
+    done = subprocess.run([sys.executable, str(ROOT / "autograder" / "grade.py"), str(tmp_path / "submitted"),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 2 and "--sandbox none" in done.stderr, done.stderr
+    assert not (tmp_path / "out" / "grades.csv").exists()
+
+
+def _cell(kind: str, grade_id: str, text: str, points: float = 0) -> dict:
+    meta = {"grade_id": grade_id, "solution": kind == "answer", "grade": kind == "test",
+            "locked": kind != "answer", **({"points": points} if kind == "test" else {})}
+    return {"cell_type": "code", "metadata": {"nbgrader": meta}, "source": text, "outputs": [],
+            "execution_count": None}
+
+
+def test_warnings_are_feedback_but_a_test_writing_stderr_fails(tmp_path):
+    """The learner's warnings and stderr are shown, not scored; the test's own stderr still fails it."""
+    sys.path.insert(0, str(ROOT / "autograder"))
+    import engine
+    import sandbox
+
+    answer = ("import sys, warnings\ndef f():\n    warnings.warn('a correct answer may warn')\n"
+              "    print('note to self', file=sys.stderr)\n    return 1\nwarnings.warn('the answer cell warns')\n")
+    notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        _cell("answer", "answer_f", answer),
+        _cell("test", "test_f", "assert f() == 1\n", 2),
+        _cell("test", "test_noisy", "import sys\nassert f() == 1\nprint('oops', file=sys.stderr)\n", 1)]}
+    path = tmp_path / "warn.ipynb"
+    path.write_text(json.dumps(notebook))
+    with engine.View(tmp_path, sandbox.detect_mode()) as view:
+        view.check([path], sandbox.Limits())
+        result = engine.grade_notebook(path, path, None, view)
+    tests = {t.grade_id: t for t in result.tests}
+    assert result.status == "ok" and tests["test_f"].score == 2, vars(result)
+    assert "a correct answer may warn" in tests["test_f"].said and "note to self" in tests["test_f"].said
+    assert "the answer cell warns" in result.said["answer_f"], result.said
+    assert tests["test_noisy"].score == 0 and "wrote to stderr: oops" in tests["test_noisy"].message
