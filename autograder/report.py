@@ -16,7 +16,8 @@ COLUMNS = ["student_id", "assignment", "notebook", "score", "max_score", "status
 
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:56rem;margin:2rem auto;color:#222}
 table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3rem .5rem;
-text-align:left;vertical-align:top}.said{color:#735c0f;margin:.3rem 0 0}.pass{color:#176117}.fail{color:#a11}code{white-space:pre-wrap}"""
+text-align:left;vertical-align:top}.pass{color:#176117}.fail{color:#a11}code{white-space:pre-wrap}
+.said{color:#735c0f;margin:.3rem 0 0}"""
 
 
 def write_csv(results: list[NotebookResult], path: Path) -> None:
@@ -48,7 +49,9 @@ def feedback_html(r: NotebookResult) -> str:
 
 def _said(text: str) -> str:
     """Warnings and stderr of the learner's code: shown, never scored."""
-    return f"<div class=said>warned or wrote to stderr (not scored):<pre>{html.escape(text)}</pre></div>" if text else ""
+    if not text:
+        return ""
+    return f"<div class=said>warned or wrote to stderr (not scored):<pre>{html.escape(text)}</pre></div>"
 
 
 def write_feedback(results: list[NotebookResult], folder: Path) -> None:

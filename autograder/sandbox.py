@@ -218,7 +218,8 @@ def run(job: dict, course: Path, hidden: list[Path], limits: Limits, slot: int =
     read_end, write_end = os.pipe()
     if mode in ("root", "user"):
         scratch = "/dev/shm" if os.path.isdir("/dev/shm") else "/mnt"
-        cfg = {"scratch": scratch, "binds": root_binds(python, str(course), [(str(s), str(t)) for s, t in shown]),
+        binds = root_binds(python, str(course), [(str(s), str(t)) for s, t in shown])
+        cfg = {"scratch": scratch, "binds": binds,
                "links": [p for p in SYSTEM if os.path.islink(p)], "fd": write_end,
                "hidden": hidden_paths, "tmp_mb": 512, "uid": UID_BASE + slot if mode == "root" else None,
                "rlimits": rlimits(limits), "setpriv": shutil.which("setpriv"),
