@@ -59,6 +59,30 @@ def strip_hidden_markers(text: str) -> str:
     return "\n".join(ln for ln in text.splitlines() if ln.strip() not in HIDDEN_MARKERS)
 
 
+def section(cell: dict) -> list[str]:
+    """``[page, title]``: the book section a test cell's metadata names to reread when it
+    fails (``"tinygpt": {"book": "ch02_tokenizer", "section": "Pre-tokenisation"}``)."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    found = meta.get("tinygpt") if isinstance(meta, dict) else None
+    if not isinstance(found, dict):
+        return []
+    page, title = found.get("book"), found.get("section")
+    return [page[:80], title[:120]] if isinstance(page, str) and isinstance(title, str) else []
+
+
+def hidden_lines(text: str) -> list[int]:
+    """Line numbers (from 1, in the text without markers) inside hidden-test regions."""
+    found, inside, number = [], False, 0
+    for line in text.splitlines():
+        if line.strip() in HIDDEN_MARKERS:
+            inside = line.strip() == HIDDEN_MARKERS[0]
+            continue
+        number += 1
+        if inside:
+            found.append(number)
+    return found
+
+
 def defined_names(text: str) -> list[str]:
     """Top-level names an (instructor's) answer cell binds: the student may rebind these."""
     try:
@@ -99,7 +123,9 @@ def job_cells(instructor: dict, submitted: dict) -> list[dict]:
             text = given.get(grade_id, MISSING_ANSWER)
         kind = "test" if meta.get("grade") else "answer" if meta.get("solution") else "setup"
         cells.append({"kind": kind, "id": grade_id, "source": text, "defines": defines,
-                      "points": float(meta.get("points", 0) or 0)})
+                      "points": float(meta.get("points", 0) or 0),
+                      "hidden": hidden_lines(source(cell)) if kind == "test" else [],
+                      "section": section(cell)})
     return cells
 
 

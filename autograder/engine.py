@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +44,20 @@ class TestResult:
     points: float
     score: float
     message: str = ""
-    said: str = ""      # what the learner's code warned or wrote to stderr during the test
+    said: str = ""      # what the learner's code printed, warned or wrote to stderr during the test
+    section: tuple[str, ...] = ()  # (page, title): the book section to reread when it fails
+
+    @property
+    def reread(self) -> str:
+        return f"book/{self.section[0]}.md, section \u201c{self.section[1]}\u201d" if self.section else ""
+
+    def link(self, book_url: str) -> str:
+        """The section in the built book (the anchor Sphinx gives a heading)."""
+        if not self.section:
+            return ""
+        slug = re.sub(r"[^a-z0-9]+", "-", unicodedata.normalize("NFKD", self.section[1]).encode(
+            "ascii", "ignore").decode().lower()).strip("-")
+        return f"{book_url.rstrip('/')}/book/{self.section[0]}.html#{slug}"
 
 
 class Scored:
@@ -69,7 +84,8 @@ class NotebookResult(Scored):
     tests: list[TestResult] = field(default_factory=list)
     seconds: float = 0.0
     sandbox: str = ""   # the mode that graded it; empty when nothing ran
-    said: dict[str, str] = field(default_factory=dict)  # answer cell -> its warnings and stderr
+    said: dict[str, str] = field(default_factory=dict)  # answer cell -> its prints, warnings, stderr
+    cell_errors: dict[str, str] = field(default_factory=dict)  # answer cell -> why it did not run
 
 
 class SandboxError(RuntimeError):
@@ -237,18 +253,23 @@ def _judge(result: NotebookResult, cells: list[dict], run: sandbox.Run, nonce: s
         if kind == "said" and len(event) == 4 and isinstance(event[2], str):
             said.setdefault(event[2], str(event[3])[:1000])
         elif kind == "test" and len(event) == 5 and isinstance(event[2], str):
-            verdicts.setdefault(event[2], (event[3] is True, str(event[4])[:300]))
+            verdicts.setdefault(event[2], (event[3] is True, str(event[4])[:1500]))
         elif kind == "flag" and len(event) == 4 and event[2] in flags:
             flags[event[2]].append(str(event[3])[:120])
         elif kind == "cell" and len(event) == 4:
             notes.append(f"{event[2]}: {str(event[3])[:150]}")
+            if any(c["id"] == event[2] and c["kind"] == "answer" for c in cells):
+                result.cell_errors.setdefault(str(event[2]), str(event[3])[:300])
     ended = any(e[0] == "end" for e in events)
+    broken = {name: cell["id"] for cell in cells if cell["id"] in result.cell_errors
+              for name in cell["defines"]}
     for cell in cells:
         if cell["kind"] == "test":
             passed, message = verdicts.get(cell["id"], (False, "did not run"))
+            message = _depends(message, broken)
             result.tests.append(TestResult(cell["id"], cell["points"],
                                            cell["points"] if passed else 0.0, message,
-                                           said.get(cell["id"], "")))
+                                           said.get(cell["id"], ""), tuple(cell.get("section", ()))))
         elif cell["id"] in said:
             result.said[cell["id"]] = said[cell["id"]]
     if flags["output"]:
@@ -272,6 +293,15 @@ def _judge(result: NotebookResult, cells: list[dict], run: sandbox.Run, nonce: s
         result.status = "tampered"
     elif flags["output"]:
         result.status = "output"
+
+
+def _depends(message: str, broken: dict[str, str]) -> str:
+    """A NameError for what a failed answer cell should have defined names that cell."""
+    match = re.match(r"NameError: name '(\w+)' is not defined", message)
+    if match and match.group(1) in broken:
+        return (f"depends on your `{broken[match.group(1)]}` cell, which did not run to its end "
+                f"(`{match.group(1)}` is not defined)")
+    return message
 
 
 def grade_notebook(submission: Path | None, instructor: Path, release: Path | None, view: View,

@@ -1,7 +1,7 @@
 """The command line of ``autograder/grade``: grade a folder of submissions in a sandbox.
 
     autograder/grade SUBMITTED_DIR --out OUT_DIR [--jobs N] [--timeout S] [--memory MB]
-                     [--course DIR] [--sandbox MODE] [--gradebook [DB_URL]]
+                     [--course DIR] [--sandbox MODE] [--book-url URL] [--gradebook [DB_URL]]
 
 ``SUBMITTED_DIR/<student_id>/<assignment>/<notebook>.ipynb`` is graded against
 ``COURSE/solutions/<assignment>/<notebook>.ipynb`` (hidden tests included). Writes
@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="course folder holding solutions/ and exercises/ (default: this repository)")
     parser.add_argument("--sandbox", choices=["auto", "root", "user", "none"], default="auto",
                         help="isolation mode (default: the strongest this machine allows)")
+    parser.add_argument("--book-url", default=None,
+                        help="where the built book is, for the feedback's links to the section to "
+                             "reread (default: COURSE/_build/html, as make book leaves it)")
     parser.add_argument("--gradebook", nargs="?", const="", default=None, metavar="DB_URL",
                         help="also record into nbgrader's gradebook (default: the course's "
                              "autograder/gradebook.db)")
@@ -70,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         bar.close()
     report.write_csv(results, out / "grades.csv")
-    report.write_feedback(results, out / "feedback")
+    book_url = args.book_url or (course / "_build" / "html").as_uri()
+    report.write_feedback(results, out / "feedback", book_url)
     if args.gradebook is not None:
         report.record_gradebook(results, db_url)
     print(report.summary(results))

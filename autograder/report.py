@@ -30,14 +30,17 @@ def write_csv(results: list[NotebookResult], path: Path) -> None:
                              f"{r.max_score:g}", r.status, r.sandbox, r.note])
 
 
-def feedback_html(r: NotebookResult) -> str:
+def feedback_html(r: NotebookResult, book_url: str = "") -> str:
+    """One notebook's page; a failed test links the book section to reread under ``book_url``."""
     e = html.escape
     rows = "".join(
         f"<tr><td>{e(t.grade_id)}</td><td>{t.score:g} / {t.points:g}</td>"
         f"<td class={'pass' if t.score == t.points else 'fail'}>"
         f"{'passed' if t.score == t.points else 'failed'}</td><td><code>{e(t.message)}</code>"
-        f"{_said(t.said)}</td></tr>" for t in r.tests)
+        f"{_reread(t, book_url)}{_said(t.said)}</td></tr>" for t in r.tests)
     note = f"<p>Note: {e(r.note)}</p>" if r.note else ""
+    note = "".join(f"<p class=fail>Your <code>{e(cell)}</code> cell did not run to its end: "
+                   f"<code>{e(error)}</code></p>" for cell, error in r.cell_errors.items()) + note
     note += "".join(f"<p>Cell {e(cell)}:{_said(text)}</p>" for cell, text in r.said.items())
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{e(r.assignment)}/"
             f"{e(r.notebook)}: {e(r.student_id)}</title><style>{_STYLE}</style></head><body>"
@@ -47,6 +50,15 @@ def feedback_html(r: NotebookResult) -> str:
             f"{rows}</table></body></html>\n")
 
 
+def _reread(t, book_url: str) -> str:
+    if t.score == t.points or not t.section:
+        return ""
+    name = html.escape(t.reread)
+    if not book_url:
+        return f"<p>Reread {name}</p>"
+    return f"<p>Reread <a href=\"{html.escape(t.link(book_url), quote=True)}\">{name}</a></p>"
+
+
 def _said(text: str) -> str:
     """Warnings and stderr of the learner's code: shown, never scored."""
     if not text:
@@ -54,11 +66,11 @@ def _said(text: str) -> str:
     return f"<div class=said>warned or wrote to stderr (not scored):<pre>{html.escape(text)}</pre></div>"
 
 
-def write_feedback(results: list[NotebookResult], folder: Path) -> None:
+def write_feedback(results: list[NotebookResult], folder: Path, book_url: str = "") -> None:
     for r in results:
         path = folder / r.student_id / r.assignment / f"{r.notebook}.html"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(feedback_html(r), encoding="utf-8")
+        path.write_text(feedback_html(r, book_url), encoding="utf-8")
 
 
 def record_gradebook(results: list[NotebookResult], db_url: str) -> None:

@@ -27,6 +27,7 @@ tracing, new audit hooks, ``gc`` introspection, changes to trusted classes and f
 and opening hidden paths throughout, and in answer cells also processes, signals and
 sockets; ``os._exit`` there raises instead.
 """
+import ast
 import builtins
 import importlib
 import io
@@ -360,12 +361,18 @@ def _restore_torch(torch, dtype, grad, deterministic, threads) -> None:
 
 # ------------------------------------------------------------------ running cells
 
-def _describe(err: BaseException) -> str:
+def _describe(err: BaseException, label: str | None = None) -> str:
+    """``Type: first line``; with ``label``, the line of that cell it happened on."""
     try:
+        if _isinstance(err, SyntaxError):
+            return f"{type(err).__name__} on line {err.lineno}: {err.msg}"[:500]
         lines = [ln for ln in str(err).splitlines() if ln.strip()]
         text = f"{type(err).__name__}: {lines[0] if lines else ''}"
     except BaseException:  # noqa: BLE001 - a student's exception may break str()
         text = type(err).__name__
+    lineno = _failed_line(err, {"id": label, "source": ""})[0] if label else None
+    if lineno is not None:
+        text = text.replace(":", f" on line {lineno}:", 1)
     return text[:500]
 
 
@@ -389,10 +396,11 @@ def _quiet_signals() -> None:
             pass
 
 
-def _run_cell(source: str, label: str, ns: dict, instructor: bool = False) -> BaseException | None:
+def _run_cell(source: str, label: str, ns: dict, instructor: bool = False,
+              code=None) -> BaseException | None:
     err = None
     try:
-        code = _compile(source, f"<cell {label}>", "exec")
+        code = code or _compile(source, f"<cell {label}>", "exec")
         if instructor:
             _trust(code)
         _exec(code, ns)
@@ -412,13 +420,14 @@ def _run_cell(source: str, label: str, ns: dict, instructor: bool = False) -> Ba
 
 
 class _LearnerStream(io.TextIOBase):
-    """``sys.stderr`` while a cell runs: what the learner's code writes is kept for the
-    feedback (shown, not scored); anything else goes on to ``stream``."""
+    """``sys.stderr`` (and ``sys.stdout``, with ``tee``) while a cell runs: what the
+    learner's code writes is kept for the feedback (shown, not scored); anything else, and
+    with ``tee`` everything, goes on to ``stream``."""
 
     __module__ = "grader"  # not "__main__": the runner's own, never the notebook's
 
-    def __init__(self, stream) -> None:
-        self._stream = stream
+    def __init__(self, stream, tee: bool = False) -> None:
+        self._stream, self._tee = stream, tee
 
     def writable(self) -> bool:
         return True
@@ -426,9 +435,10 @@ class _LearnerStream(io.TextIOBase):
     def write(self, text) -> int:
         if _type(text) is not str:
             raise TypeError("write() argument must be str")
-        if self._stream is None or _learner_on_stack(_getframe(1)):
+        learner = self._stream is None or _learner_on_stack(_getframe(1))
+        if learner:
             _keep_said(text)
-        else:
+        if self._stream is not None and (self._tee or not learner):
             self._stream.write(text)
         return len(text)
 
@@ -452,12 +462,13 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
         _keep_said("a warning\n")
 
 
-def _listen(stream) -> _LearnerStream:
-    """Route warnings and the learner's stderr to the feedback for the next cell."""
+def _listen(stream, stdout) -> tuple:
+    """Route warnings, the learner's stderr and (also) what it prints to the feedback for
+    the next cell; returns the two streams put in place."""
     _state["said"] = []
     warnings.showwarning = _show_warning
-    sys.stderr = _LearnerStream(stream)
-    return sys.stderr
+    sys.stderr, sys.stdout = _LearnerStream(stream), _LearnerStream(stdout, tee=True)
+    return sys.stderr, sys.stdout
 
 
 def _emit_said(label: str) -> None:
@@ -465,6 +476,158 @@ def _emit_said(label: str) -> None:
     _state["said"] = []
     if text:
         _emit("said", label, text[:1000])
+
+
+# ------------------------------------------------------------------ explaining a failed test
+
+_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+        ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+_CLOSE = ("allclose", "equal", "isclose")
+
+
+class _Explained(ast.NodeTransformer):
+    """Rewrites a test cell's visible asserts, as pytest does, so that a failure says what
+    was compared: ``assert a == b`` keeps both sides, ``assert torch.allclose(a, b)`` both
+    tensors, ``assert p and q`` becomes two asserts. Lines in hidden tests stay as written
+    (their operands would show hidden inputs)."""
+
+    def __init__(self, hidden) -> None:
+        self.hidden = frozenset(hidden)
+
+    def visit_Assert(self, node):
+        if node.lineno in self.hidden:
+            return node
+        test = node.test
+        if _isinstance(test, ast.BoolOp) and _isinstance(test.op, ast.And):
+            parts = [ast.copy_location(ast.Assert(v, node.msg), node) for v in test.values]
+            done = [self.visit_Assert(part) for part in parts]
+            return [n for d in done for n in (d if _isinstance(d, list) else [d])]
+        if _isinstance(test, ast.Compare) and len(test.ops) == 1 and _type(test.ops[0]) in _OPS:
+            op, sides = _OPS[_type(test.ops[0])], [test.left, test.comparators[0]]
+            check = lambda a, b: ast.Compare(a, [test.ops[0]], [b])  # noqa: E731
+        elif (_isinstance(test, ast.Call) and len(test.args) >= 2 and not any(
+                _isinstance(a, ast.Starred) for a in test.args) and _isinstance(test.func, ast.Attribute)
+              and test.func.attr in _CLOSE):
+            op, sides = test.func.attr, test.args[:2]
+            check = lambda a, b: ast.Call(test.func, [a, b, *test.args[2:]], test.keywords)  # noqa: E731
+        else:
+            return node
+        name = lambda i: ast.Subscript(ast.Name("_grader_sides", ast.Load()), ast.Constant(i), ast.Load())  # noqa: E731
+        explain = ast.Call(ast.Name("_grader_explain_", ast.Load()),
+                           [ast.Constant(node.lineno), ast.Constant(op), name(0), name(1),
+                            node.msg or ast.Constant(None)], [])
+        body = [ast.Assign([ast.Name("_grader_sides", ast.Store())], ast.Tuple(sides, ast.Load())),
+                ast.If(ast.UnaryOp(ast.Not(), check(name(0), name(1))),
+                       [ast.Raise(ast.Call(ast.Name("AssertionError", ast.Load()), [explain], []), None)], [])]
+        return [ast.fix_missing_locations(ast.copy_location(b, node)) for b in body]
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = text.replace("\n", "\\n") if len(text) < limit else text
+    return text if len(text) <= limit else text[:limit - 20] + " ... " + text[-12:]
+
+
+def _is_tensor(value) -> bool:
+    return _type(value).__module__.startswith("torch") and hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _show(value) -> str:
+    """A value, readable in one line: tensors as shape, dtype and a few values."""
+    if _is_tensor(value):
+        head = f"tensor of shape {tuple(value.shape)}, {value.dtype}"
+        if value.numel() <= 8:
+            head += f": {value.detach().cpu().flatten().tolist()}"
+        return head
+    return _short(_repr(value))
+
+
+def _difference(left, right) -> str:
+    """Where two values first differ (tensors: index, values, max abs difference)."""
+    if _is_tensor(left) and _is_tensor(right):
+        if tuple(left.shape) != tuple(right.shape):
+            return f"shapes differ: {tuple(left.shape)} against {tuple(right.shape)}"
+        a, b = left.detach().cpu().double(), right.detach().cpu().double()
+        close = a.isclose(b, rtol=1e-5, atol=1e-8) | (a.isnan() & b.isnan())
+        if bool(close.all()):
+            return ""
+        index = tuple(int(i) for i in (~close).nonzero()[0].tolist())
+        return (f"first difference at index {index}: {a[index].item():.6g} against {b[index].item():.6g}; "
+                f"max abs difference {(a - b).abs().nan_to_num(float('inf')).max().item():.3g}")
+    if _isinstance(left, dict) and _isinstance(right, dict):
+        missing = [k for k in right if k not in left][:3]
+        extra = [k for k in left if k not in right][:3]
+        wrong = [k for k in right if k in left and left[k] != right[k]][:3]
+        said = [f"missing keys {_short(_repr(missing))}"] if missing else []
+        said += [f"unexpected keys {_short(_repr(extra))}"] if extra else []
+        said += [f"key {_short(_repr(k), 60)}: {_short(_repr(left[k]), 60)} against {_short(_repr(right[k]), 60)}"
+                 for k in wrong[:1]]
+        return "; ".join(said)
+    if _type(left) is _type(right) and _isinstance(left, (list, tuple, str)):
+        for i, (x, y) in enumerate(zip(left, right)):
+            if x != y:
+                return f"first difference at index {i}: {_short(_repr(x), 60)} against {_short(_repr(y), 60)}"
+        if len(left) != len(right):
+            return f"lengths differ: {len(left)} against {len(right)}"
+    return ""
+
+
+def _explain(lineno, op, left, right, msg) -> str:
+    """The message of a failed rewritten assert: both sides, and where they differ."""
+    try:
+        lines = [] if msg is None else [_short(str(msg), 300)]
+        if op in _CLOSE:
+            lines += [f"torch.{op} is False", f"  got:      {_show(left)}", f"  expected: {_show(right)}"]
+        else:
+            said = "the two sides differ" if op == "==" else f"got {op} expected is False"
+            lines += [said, f"  got:      {_show(left)}", f"  expected: {_show(right)}"]
+        where = _difference(left, right) if op in _CLOSE + ("==",) else ""
+        if where:
+            lines.append(f"  {where}")
+        return "\n".join(lines)
+    except BaseException:  # noqa: BLE001 - a learner's value may break repr or comparison
+        return "the values compared could not be shown"
+
+
+def _failed_line(err: BaseException, cell: dict):
+    """(line number, text or None if hidden) of the test cell's line that raised."""
+    tb, found = err.__traceback__, None
+    filename = f"<cell {cell['id']}>"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            found = tb.tb_lineno
+        tb = tb.tb_next
+    if found is None:
+        return None, None
+    if found in cell.get("hidden", ()):
+        return found, None
+    lines = cell["source"].splitlines()
+    return found, (lines[found - 1].strip() if 0 < found <= len(lines) else None)
+
+
+def _test_message(err: BaseException, cell: dict) -> str:
+    """What a failed test says: the error (all its lines, bounded) and the line that raised."""
+    try:
+        text = str(err).strip()
+    except BaseException:  # noqa: BLE001
+        text = ""
+    head = _type(err).__name__ + (f": {text}" if text else "")
+    if len(head) > 1200:
+        head = head[:1180] + " ..."
+    lineno, line = _failed_line(err, cell)
+    if lineno is None:
+        return head
+    where = f"in a hidden test (line {lineno})" if line is None else f"at line {lineno}: {_short(line, 120)}"
+    return f"{head}\n  {where}"
+
+
+def _compile_test(cell: dict):
+    """The test cell's code with its visible asserts explained (as written if it cannot be)."""
+    try:
+        tree = _Explained(cell.get("hidden", ())).visit(ast.parse(cell["source"]))
+        return _compile(ast.fix_missing_locations(tree), f"<cell {cell['id']}>", "exec")
+    except (SyntaxError, ValueError, TypeError, RecursionError):
+        return None
+
 
 
 def _judge(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
@@ -479,11 +642,12 @@ def _judge(cell: dict, ns: dict, snap: dict, setup_names: dict) -> None:
         _close(fd)
         streams.append(_TextIOWrapper(_FileIO(target, "w", closefd=False), encoding="utf-8",
                                       errors="backslashreplace", line_buffering=True))
-    sys.stdout = streams[0]
-    _listen(streams[1])
+    _listen(streams[1], streams[0])
+    ns["_grader_explain_"] = _explain
+    code = _compile_test(cell)
     _state["phase"] = "test"
-    err = _run_cell(cell["source"], cell["id"], ns, instructor=True)
-    message = _describe(err) if err is not None else ""  # str() of a student's exception: still "test"
+    err = _run_cell(cell["source"], cell["id"], ns, instructor=True, code=code)
+    message = _test_message(err, cell) if err is not None else ""  # a student's str(): still "test"
     _state["phase"] = "trusted"
     for stream in streams:
         try:
@@ -579,13 +743,14 @@ def main() -> None:
             for name in cell["defines"]:  # the answer may rebind what a setup cell imported
                 setup_names.pop(name, None)
             _enter_answers()
-            stderr, shown = sys.stderr, _listen(None)
+            before = (sys.stderr, sys.stdout)
+            shown = _listen(None, sys.stdout)
             err = _run_cell(cell["source"], cell["id"], ns)
-            if sys.stderr is shown:
-                sys.stderr = stderr
+            if sys.stderr is shown[0] and sys.stdout is shown[1]:
+                sys.stderr, sys.stdout = before
             _emit_said(cell["id"])
             if err is not None:
-                _emit("cell", cell["id"], _describe(err))
+                _emit("cell", cell["id"], _describe(err, cell["id"]))
         else:
             _fork_test(cell, ns, snap, setup_names)
             _enter_answers()

@@ -45,6 +45,7 @@ class NotebookResult(engine.Scored):
     tests: list[engine.TestResult] = field(default_factory=list)
     error: str = ""
     said: dict[str, str] = field(default_factory=dict)
+    cell_errors: dict[str, str] = field(default_factory=dict)
 
 
 def instructor_copy(path: Path) -> Path | None:
@@ -80,7 +81,7 @@ def check_notebook(path: Path, view: engine.View | None = None, timeout: int = 1
     hidden = (source.parent.parent, source.parent.parent.parent / "autograder") if source else ()
     graded = engine.grade_notebook(path, source or path, None, view, hidden=hidden,
                                    limits=sandbox.Limits(timeout=timeout * cells))
-    result.tests, result.said = graded.tests, graded.said
+    result.tests, result.said, result.cell_errors = graded.tests, graded.said, graded.cell_errors
     if graded.status not in ("ok", "tampered"):
         result.error = f"{graded.status}: {graded.note}" if graded.note else graded.status
     return result
@@ -96,8 +97,31 @@ def notebooks_under(target: Path) -> list[Path]:
 
 
 def _said(cell: str, text: str) -> list[str]:
-    """What the learner's code warned or wrote to stderr: shown, not scored."""
+    """What the learner's code printed, warned or wrote to stderr: shown, not scored."""
     return [f"  ~ {cell} said (not scored): {line}" for line in text.splitlines()[:5]] if text else []
+
+
+def _verdict(t: engine.TestResult) -> list[str]:
+    """A test's line; a failure's further lines (the compared values, the line) below it."""
+    if t.score == t.points:
+        return [f"  {t.grade_id:<28} {t.score:g}/{t.points:g}  passed"]
+    first, *more = t.message.splitlines() or [""]
+    return [f"  {t.grade_id:<28} {t.score:g}/{t.points:g}  failed  {first}",
+            *(f"  {'':<28}     {line}" for line in more[:8])]
+
+
+def _summary(r: NotebookResult) -> str:
+    """One line per notebook: its points and what to do about the first failure."""
+    failed = next((t for t in r.tests if t.score < t.points), None)
+    line = f"{r.path.stem}: {r.score:g}/{r.max_score:g}"
+    if r.cell_errors:
+        cell, error = next(iter(r.cell_errors.items()))
+        return f"{line}; first fix your `{cell}` cell ({error})"
+    if failed is not None:
+        line += f"; first failure {failed.grade_id}"
+        if failed.section:
+            line += f": reread {failed.reread}"
+    return line
 
 
 def report(results: list[NotebookResult]) -> str:
@@ -107,13 +131,15 @@ def report(results: list[NotebookResult]) -> str:
         lines.append(f"{r.path}  (tests from {source})")
         if r.error:
             lines.append(f"  ! {r.error}")
+        for cell, error in r.cell_errors.items():
+            lines.append(f"  ! your `{cell}` cell did not run to its end: {error}")
         for cell, text in r.said.items():
             lines += _said(cell, text)
         for t in r.tests:
-            verdict = "passed" if t.score == t.points else f"failed  {t.message}"
-            lines.append(f"  {t.grade_id:<28} {t.score:g}/{t.points:g}  {verdict}")
+            lines += _verdict(t)
             lines += _said(t.grade_id, t.said)
         lines.append(f"  {'total':<28} {r.score:g}/{r.max_score:g}")
+    lines += [_summary(r) for r in results]
     total, best = sum(r.score for r in results), sum(r.max_score for r in results)
     lines.append(f"course total: {total:g}/{best:g} points in {len(results)} notebook(s)")
     return "\n".join(lines)

@@ -201,6 +201,7 @@ def test_summary_and_feedback(batch):
     assert "slow path" in warned.read_text() and "not scored" in warned.read_text()
     withheld = page.parents[2] / f"full-{_slug('reference: import_module wrapper')}" / "ch02_tokenizer" / "01_pretokenize.html"
     assert "write it yourself" in withheld.read_text()
+    assert "Reread <a href=\"file://" in stub.read_text() and "ch02_tokenizer.html#the-bpe-training-algorithm" in stub.read_text()
 
 
 def test_rerun_gives_the_same_rows(batch, tmp_path):
@@ -412,11 +413,14 @@ def test_warnings_are_feedback_but_a_test_writing_stderr_fails(tmp_path):
     import sandbox
 
     answer = ("import sys, warnings\ndef f():\n    warnings.warn('a correct answer may warn')\n"
-              "    print('note to self', file=sys.stderr)\n    return 1\nwarnings.warn('the answer cell warns')\n")
+              "    print('note to self', file=sys.stderr)\n    return 1\nwarnings.warn('the answer cell warns')\n"
+              "print('a print of my own')\n")
+    hidden = "assert f() == 1\n### BEGIN HIDDEN TESTS\nassert f() + 1 == 3, 'secret'\n### END HIDDEN TESTS\n"
     notebook = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
         _cell("answer", "answer_f", answer),
         _cell("test", "test_f", "assert f() == 1\n", 2),
-        _cell("test", "test_noisy", "import sys\nassert f() == 1\nprint('oops', file=sys.stderr)\n", 1)]}
+        _cell("test", "test_noisy", "import sys\nassert f() == 1\nprint('oops', file=sys.stderr)\n", 1),
+        _cell("test", "test_hidden", hidden, 1)]}
     path = tmp_path / "warn.ipynb"
     path.write_text(json.dumps(notebook))
     with engine.View(tmp_path, sandbox.detect_mode()) as view:
@@ -425,5 +429,62 @@ def test_warnings_are_feedback_but_a_test_writing_stderr_fails(tmp_path):
     tests = {t.grade_id: t for t in result.tests}
     assert result.status == "ok" and tests["test_f"].score == 2, vars(result)
     assert "a correct answer may warn" in tests["test_f"].said and "note to self" in tests["test_f"].said
-    assert "the answer cell warns" in result.said["answer_f"], result.said
+    assert "the answer cell warns" in result.said["answer_f"] and "a print of my own" in result.said["answer_f"]
     assert tests["test_noisy"].score == 0 and "wrote to stderr: oops" in tests["test_noisy"].message
+    message = tests["test_hidden"].message  # where, but not what: the hidden line's operands stay hidden
+    assert tests["test_hidden"].score == 0 and "in a hidden test (line 2)" in message, message
+    assert "f() + 1" not in message and "got:" not in message, message
+
+
+def _mistaken(assignment: str, name: str, edits: dict[str, tuple[str, str]]) -> dict:
+    """The honest answers of a notebook with ``edits``: grade_id -> (text, replacement)."""
+    nb = _notebook(assignment, name)
+    answers = dict(nb.answers)
+    for grade_id, (old, new) in edits.items():
+        assert old in answers[grade_id], (grade_id, old)
+        answers[grade_id] = answers[grade_id].replace(old, new, 1)
+    return nb.submission(answers)
+
+
+MISTAKES = {  # issue 24: one per chapter; (notebook, edits, test -> what its message must say)
+    "ch01 a string comparison": (("ch01_data", "01_clean.ipynb"), {"normalize": ("return ", "return 'x' + ")},
+                                 {"test_normalize": ["the two sides differ", "got:", "expected:",
+                                                     "first difference at index 0", "at line 2: assert normalize("]}),
+    "ch02 a syntax error and a dict": (("ch02_tokenizer", "01_pretokenize.ipynb"), {
+        "pretokenize": ("def pretokenize(text: str,", "def pretokenize(text: str"),
+        "get_stats": ("counts.get(pair, 0) + 1", "1")},
+        {"test_pretokenize": ["depends on your `pretokenize` cell"],
+         "test_get_stats": ["got:      {(1, 2): 1", "expected: {(1, 2): 2", "key (1, 2): 1 against 2",
+                            "at line 2: assert get_stats([1, 2, 3, 1, 2])"]}),
+    "ch03 a tensor comparison": (("ch03_pretraining", "01_attention.ipynb"),
+                                 {"causal_attention": (" / math.sqrt(q.shape[-1])", "")},
+                                 {"test_causal_attention": ["torch.allclose is False", "tensor of shape (1, 2, 5, 4)",
+                                                            "first difference at index (0, 0, 1, 0)",
+                                                            "max abs difference", "at line 8: assert torch.allclose"]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES))
+def test_feedback_says_what_failed_and_where(case, tmp_path):
+    """A failed assert shows both sides (tensors summarised) and its line; a broken answer
+    cell is named with its line, and the tests it breaks say they depend on it; the
+    self-check ends with a line per notebook naming the book section to reread."""
+    (assignment, name), edits, expected = MISTAKES[case]
+    folder = tmp_path / "exercises" / assignment
+    folder.mkdir(parents=True)
+    (tmp_path / "solutions").symlink_to(ROOT / "solutions")
+    (folder / name).write_text(json.dumps(_mistaken(assignment, name, edits)))
+    done = subprocess.run([sys.executable, str(ROOT / "autograder" / "selfcheck.py"), str(folder / name)],
+                          capture_output=True, text=True, timeout=600)
+    out = done.stdout
+    assert done.returncode == 1, out + done.stderr
+    for test, wanted in expected.items():
+        block = out[out.index(f"  {test} "):]
+        block = block[:block.index("\n  test_")] if "\n  test_" in block else block
+        for text in wanted:
+            assert text in block, (text, block)
+    if "pretokenize" in edits:
+        assert "! your `pretokenize` cell did not run to its end: SyntaxError on line 2:" in out, out
+        assert f"{Path(name).stem}: " in out and "first fix your `pretokenize` cell" in out, out
+    else:
+        assert f"{Path(name).stem}: " in out and "reread book/" in out and "section \u201c" in out, out
