@@ -5,8 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CH     ?=
 NB     ?=
+# CH=2 and CH=02 name the same chapter (likewise NB)
+CH2    := $(if $(CH),$(shell printf '%02d' '$(CH)' 2>/dev/null || echo '$(CH)'))
+NB2    := $(if $(NB),$(shell printf '%02d' '$(NB)' 2>/dev/null || echo '$(NB)'))
 
-.PHONY: setup book test lab check generate bench split clean
+.PHONY: setup book test test-fast lab check generate bench split clean
 
 setup: $(STAMP)  ## create .venv with the pinned requirements, the text data and the package; build the corpus
 	$(BIN)/python -m tinygpt.corpus
@@ -25,12 +28,15 @@ book: setup  ## execute and build the book (strict), then print where it is
 test: setup  ## every test: package, generated files, grading round trip, book build
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
+test-fast: setup  ## the quick loop: package and generated-file tests, no book build, no grading
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
+
 lab: setup  ## open the exercises in JupyterLab
 	$(BIN)/jupyter lab exercises
 
 check: setup  ## grade your exercises: make check [CH=02 [NB=01]]
 	$(BIN)/python autograder/selfcheck.py \
-	  $(if $(CH),exercises/ch$(CH)_*/$(if $(NB),$(NB)_*.ipynb),exercises)
+	  $(if $(CH2),exercises/ch$(CH2)_*/$(if $(NB2),$(NB2)_*.ipynb),exercises)
 
 generate: setup  ## re-export the package and regenerate exercises/ from solutions/
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/generate.py
@@ -42,14 +48,17 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/pretraining_step.py --compile
 	$(BIN)/python bench/curation_minhash.py
 
-split:  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
+split: setup  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
 	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))
-	python3 tools/split.py --student "$(STUDENT)" --instructor "$(INSTRUCTOR)"
+	$(BIN)/python tools/split.py --student "$(STUDENT)" --instructor "$(INSTRUCTOR)"
 
 clean:
 	rm -rf _build .pytest_cache autograder/submitted autograder/autograded \
 	  autograder/feedback autograder/gradebook.db
 
-.PHONY: train
+.PHONY: train train-record
 train: setup  ## pre-train the course model (preset cpu: minutes on 2 cores); ARGS="--preset tiny" etc.
-	$(BIN)/python -m tinygpt.train $(or $(ARGS),--preset cpu --report bench/results/pretraining_train_cpu.json)
+	$(BIN)/python -m tinygpt.train $(or $(ARGS),--preset cpu --report .cache/runs/pretraining_train_cpu.json)
+
+train-record: setup  ## the default run, and update the committed record the book reads
+	$(BIN)/python -m tinygpt.train --preset cpu --report bench/results/pretraining_train_cpu.json

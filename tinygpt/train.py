@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> Run:
         sample = sample_text(run.model, run.data.tokenizer, SAMPLE_PROMPT, seed=1)
         print("sample:", repr(SAMPLE_PROMPT + sample))
         if args.report:
+            args.report.parent.mkdir(parents=True, exist_ok=True)
             args.report.write_text(json.dumps({**h, "sample": [SAMPLE_PROMPT, sample]}) + "\n")
     return run
 
