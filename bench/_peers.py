@@ -18,7 +18,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.pytorch_utils import Conv1D
 
-from tinygpt.pretraining.cpu_matmul import linear, onednn_linears, swapped_class
+from tinygpt.kernels.cpu_matmul import linear, onednn_linears, swapped_class
 
 
 class _OneDNNConv1D(Conv1D):

@@ -55,7 +55,7 @@ from _common import machine_info, print_table, report, timed
 from _peers import gpt2_peer, onednn_gpt2
 from tinygpt.corpus import course_corpus
 from tinygpt.pretraining import GPT, GPTConfig
-from tinygpt.pretraining.cpu_matmul import (linear, onednn_available, onednn_linears,
+from tinygpt.kernels.cpu_matmul import (linear, onednn_available, onednn_linears,
                                             resolve_backend)
 from tinygpt.pretraining.optim import AdamW, param_groups
 from tinygpt.pretraining.step import train_step

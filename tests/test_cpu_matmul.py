@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from tinygpt.pretraining import GPT, GPTConfig, lm_loss
-from tinygpt.pretraining import cpu_matmul
-from tinygpt.pretraining.cpu_matmul import OneDNNLinear, linear, onednn_linears, resolve_backend
+from tinygpt.kernels import cpu_matmul
+from tinygpt.kernels.cpu_matmul import OneDNNLinear, linear, onednn_linears, resolve_backend
 
 needs_onednn = pytest.mark.skipif(not cpu_matmul.onednn_available(), reason="torch without oneDNN")
 

@@ -13,8 +13,11 @@ import torch
 from torch._dynamo.utils import counters
 
 from conftest import ROOT
-from tinygpt.pretraining import PRESETS, cpu_matmul, load_model
-from tinygpt.train import main, prepare_data, train, unigram_loss
+from tinygpt.kernels import cpu_matmul
+from tinygpt.pretraining import PRESETS, load_model
+from tinygpt.pretraining.prepare import prepare_data, unigram_loss
+from tinygpt.pretraining.trainer import train
+from tinygpt.train import main
 
 TINY_MODEL, TINY_TRAIN = PRESETS["tiny"]
 

@@ -11,13 +11,12 @@ changes whenever the curation code or the world changes:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from functools import lru_cache
 from pathlib import Path
 
-from tinygpt.runtime import CACHE_DIR
+from tinygpt.runtime import CACHE_DIR, cache_key
 
 CRAWL_BYTES = 20_000_000  # raw crawl size; the curated corpus is a bit over half of it
 CRAWL_SEED = 0
@@ -25,12 +24,7 @@ CRAWL_SEED = 0
 
 def _cache_key() -> str:
     """A digest of everything the corpus depends on: the curation code, the world, the size."""
-    here = Path(__file__).resolve().parent
-    sources = sorted((here / "curation").glob("*.py")) + [here / "world.py", Path(__file__)]
-    digest = hashlib.sha256(f"{CRAWL_BYTES}:{CRAWL_SEED}".encode())
-    for path in sources:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    return cache_key(CRAWL_BYTES, CRAWL_SEED, code=("curation", "world.py", "corpus.py"))
 
 
 def corpus_path() -> Path:

@@ -2,15 +2,30 @@
 
 CPU is the default everywhere; ``pick_device("auto")`` takes CUDA when it is present.
 ``has_c_compiler`` says whether ``torch.compile`` can build its CPU kernels here.
+``cache_key`` names a cached artefact by what made it, so that changed code rebuilds it.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CACHE_DIR = Path(os.environ.get("TINYGPT_CACHE", REPO_ROOT / ".cache"))
+PACKAGE = Path(__file__).resolve().parent
+
+
+def cache_key(*parts, code: tuple[str, ...] = ()) -> str:
+    """A short digest of ``parts`` (bytes as they are, anything else by its repr) and of the
+    package code an artefact is made by: ``code`` names files or folders (their ``*.py``)
+    under ``tinygpt/``, e.g. ``("tokenizer", "pretraining/data.py")``."""
+    files = sorted(f for name in code for f in ([PACKAGE / name] if name.endswith(".py")
+                                                else (PACKAGE / name).glob("*.py")))
+    h = hashlib.sha256()
+    for part in [*parts, *(f.read_bytes() for f in files)]:
+        h.update(part if isinstance(part, bytes) else repr(part).encode())
+    return h.hexdigest()[:16]
 
 
 def pick_device(choice: str = "cpu") -> str:

@@ -5,9 +5,11 @@ Generated from the chapter's solution notebooks (first line "Generated"):
 ``model`` (block, GPT, loss), ``optim`` (AdamW, schedule, clipping), ``step`` (one
 training step), ``data`` (token shards), ``checkpoint`` (safetensors + JSON, resume),
 ``distributed`` (torchrun set-up, gradient averaging) and ``moe`` (mixture of experts).
-Written here: ``config`` (the model and training configs, with presets) and
-``cpu_matmul`` (which library runs the linear layers on the CPU: oneDNN or torch's BLAS).
-The training entry point, which wires these together, is the driver ``tinygpt.train``.
+Written here, as infrastructure: ``config`` (the model and training configs, with
+presets), ``prepare`` (the tokenizer and token shards of the course corpus, cached) and
+``trainer`` (the training loop that wires the steps together, the sampler, cached runs).
+The command line is the driver ``tinygpt.train``; the CPU's matmul library, which the
+loop can swap in, is ``tinygpt.kernels.cpu_matmul``.
 """
 from tinygpt.pretraining.checkpoint import load_model, save_checkpoint
 from tinygpt.pretraining.config import PRESETS, GPTConfig, TrainConfig

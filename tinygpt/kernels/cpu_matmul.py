@@ -1,6 +1,6 @@
 """Which matrix-multiply library runs the model's ``nn.Linear`` layers on the CPU.
 
-Written for chapter 3 (pre-training), infrastructure rather than an exercise. PyTorch's
+Used by chapter 3's trainer (pre-training); infrastructure rather than an exercise. PyTorch's
 x86 wheels hand a float32 ``nn.Linear`` to MKL's ``sgemm``, and MKL picks its kernels
 by CPU vendor: on AMD processors it runs a path that, measured on the course's 2-core
 AMD EPYC (Zen 5, AVX-512), reaches about 100 GFLOP/s per core where oneDNN, the other
