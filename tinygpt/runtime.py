@@ -11,9 +11,9 @@ import os
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE_DIR = Path(os.environ.get("TINYGPT_CACHE", REPO_ROOT / ".cache"))
 PACKAGE = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE.parent
+CACHE_DIR = Path(os.environ.get("TINYGPT_CACHE", REPO_ROOT / ".cache"))
 
 
 def cache_key(*parts, code: tuple[str, ...] = ()) -> str:

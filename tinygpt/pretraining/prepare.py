@@ -8,7 +8,6 @@ holds out every twentieth chunk for validation and writes memory-mapped shards, 
 """
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +38,14 @@ def prepare_data(vocab_size: int, corpus_bytes: int | None = None, val_fraction:
                  progress: bool = False) -> Data:
     """Train the tokenizer and shard the corpus, or read both from the cache."""
     text = course_corpus(corpus_bytes)
-    key = cache_key(hashlib.sha256(text.encode()).digest(), vocab_size, val_fraction,
+    encoded = text.encode()
+    key = cache_key(encoded, vocab_size, val_fraction,
                     code=("tokenizer", "pretraining/data.py", "pretraining/prepare.py"))
     folder = CACHE_DIR / f"ch03-data-{key}"
     if not (folder / "done").exists():
         folder.mkdir(parents=True, exist_ok=True)
         if progress:
-            print(f"training a {vocab_size}-token tokenizer on {len(text.encode()) / 1e6:.1f} MB "
+            print(f"training a {vocab_size}-token tokenizer on {len(encoded) / 1e6:.1f} MB "
                   "and sharding the corpus ...", file=sys.stderr)
         tok = Tokenizer.train(text, vocab_size, special_tokens=[EOT], progress=progress)
         tok.save(folder / "tokenizer.json")
