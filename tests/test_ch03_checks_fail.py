@@ -24,6 +24,25 @@ def _unscaled_attention(q, k, v):
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
 
 
+def _unnormalised_weights(q, k, v, return_weights=False):  # exp(scores), not their softmax
+    out, weights = attention.causal_attention(q, k, v, return_weights=True)
+    weights = weights * (torch.arange(1, q.shape[-2] + 1, dtype=weights.dtype)[:, None])
+    return (out, weights) if return_weights else out
+
+
+def _transposed_weights(q, k, v, return_weights=False):  # who looks at t, not what t looks at
+    out, weights = attention.causal_attention(q, k, v, return_weights=True)
+    return (out, weights.transpose(-1, -2)) if return_weights else out
+
+
+class _WeightsOfOneHead(attention.CausalSelfAttention):  # the first head's map in every slot
+    def forward(self, x, cos, sin, return_weights=False):
+        if not return_weights:
+            return super().forward(x, cos, sin)
+        out, weights = super().forward(x, cos, sin, return_weights=True)
+        return out, weights[:, :1].expand_as(weights)
+
+
 class _NoRope(attention.CausalSelfAttention):
     def forward(self, x, cos, sin):
         return super().forward(x, torch.ones_like(cos), torch.zeros_like(sin))
@@ -137,7 +156,10 @@ MUTANTS = [
     (checks.check_rope, (attention.rope_cache, _interleaved_rope)),
     (checks.check_rope, (lambda d, t, base=1e4: attention.rope_cache(d, t, base * 2), attention.apply_rope)),
     (checks.check_causal_attention, (_unscaled_attention,)),
+    (checks.check_causal_attention, (_unnormalised_weights,)),
+    (checks.check_causal_attention, (_transposed_weights,)),
     (checks.check_self_attention, (_NoRope,)),
+    (checks.check_self_attention, (_WeightsOfOneHead,)),
     (checks.check_rmsnorm, (_LayerNormish,)),
     (checks.check_swiglu, (_GateOnUp,)),
     (checks.check_block, (_PostNorm,)),

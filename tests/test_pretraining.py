@@ -20,6 +20,7 @@ from tinygpt.pretraining import attention, checkpoint, data, distributed, layers
 from tinygpt.pretraining.config import PRESETS, GPTConfig
 from tinygpt.pretraining.model import GPT, lm_loss
 from tinygpt.pretraining.optim import AdamW, param_groups
+from tinygpt.pretraining.probe import attention_maps
 from tinygpt.pretraining.step import train_step
 
 REFERENCE = [
@@ -83,6 +84,26 @@ def test_grouped_query_attention_is_multi_head_attention_with_shared_kv_heads():
     cos, sin = attention.rope_cache(8, 10)
     x = torch.randn(3, 10, 32)
     torch.testing.assert_close(gqa(x, cos, sin), mha(x, cos, sin), atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("changes", [{}, {"n_kv_head": 1}])
+def test_attention_maps_are_the_layers_own_weights_and_leave_no_hook(changes):
+    torch.manual_seed(0)
+    net = GPT(_tiny(**changes)).eval()
+    idx = torch.randint(0, 320, (2, 12))
+    maps = attention_maps(net, idx)
+    config = net.config
+    assert maps.shape == (2, config.n_layer, config.n_head, 12, 12)
+    torch.testing.assert_close(maps.sum(-1), torch.ones(maps.shape[:-1]))
+    assert (maps.triu(diagonal=1) == 0).all()
+    first = net.blocks[0]
+    x = first.norm1(net.tok_emb(idx))
+    _, own = first.attn(x, net.rope_cos[:12], net.rope_sin[:12], return_weights=True)
+    torch.testing.assert_close(maps[:, 0], own.detach())
+    assert not any(block.attn._forward_hooks for block in net.blocks)
+    later = idx.clone()
+    later[:, 7:] = (later[:, 7:] + 1) % 320
+    torch.testing.assert_close(attention_maps(net, later)[..., :7, :], maps[..., :7, :])
 
 
 @pytest.mark.parametrize("preset", ["tiny", "book", "cpu", "gpu"], ids=lambda p: f"preset_{p}")

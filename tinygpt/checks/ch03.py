@@ -155,6 +155,36 @@ def check_causal_attention(causal_attention, seed: int) -> None:
             v2[:, :, s:] = _randn(gen, b, hkv, t - s, d)
             _close(f"changing keys and values from position {s} on changed earlier outputs",
                    causal_attention(q, k2, v2)[:, :, :s], got[:, :, :s])
+        _check_weights(f"causal_attention(..., return_weights=True) with H={hkv * groups}, "
+                       f"Hkv={hkv}, T={t}", lambda: causal_attention(q, k, v, return_weights=True),
+                       got, _weights_oracle(q, k))
+
+
+def _weights_oracle(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(D) + mask) with each key head repeated for its group of queries."""
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1).double()
+    t = q.shape[-2]
+    mask = torch.full((t, t), float("-inf"), dtype=torch.float64).triu(1)
+    return torch.softmax(q.double() @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]) + mask, -1)
+
+
+def _check_weights(what: str, call, out: torch.Tensor, expected: torch.Tensor) -> None:
+    """``call()`` returns (output equal to ``out``, weights equal to ``expected``)."""
+    try:
+        returned = call()
+    except TypeError as error:
+        if "return_weights" not in str(error):
+            raise
+        raise AssertionError(f"{what}: the option is missing ({error})") from None
+    if not (isinstance(returned, tuple) and len(returned) == 2):
+        raise AssertionError(f"{what} must return a pair (output, weights), got {type(returned).__name__}")
+    got, weights = returned
+    _close(f"{what}: the output", got, out, atol=1e-5)
+    if tuple(weights.shape) != tuple(expected.shape):
+        raise AssertionError(f"{what}: weights of shape {tuple(weights.shape)}, expected "
+                             f"{tuple(expected.shape)} (B, H, T, T)")
+    _close(f"{what}: the weights against softmax(q k^T / sqrt(D) + causal mask)",
+           weights.double(), expected, atol=1e-5)
 
 
 def _attention_oracle(w_qkv, w_out, x, cos, sin, n_head, n_kv) -> torch.Tensor:
@@ -201,6 +231,12 @@ def check_self_attention(CausalSelfAttention, seed: int) -> None:
             x2[:, s:] = _randn(gen, x.shape[0], t - s, config.n_embd)
             _close(f"changing tokens from position {s} on changed earlier outputs",
                    attn(x2, cos, sin)[:, :s], got[:, :s])
+        attn.use_sdpa = rng.random() < 0.5
+        q, k, _ = (x @ attn.qkv.weight.detach().T).split([h * d, hkv * d, hkv * d], dim=-1)
+        q, k = (_rope_oracle(z.unflatten(-1, (-1, d)).transpose(1, 2), 10000.0) for z in (q, k))
+        _check_weights(f"CausalSelfAttention(..., return_weights=True) (H={h}, Hkv={hkv}, T={t}, "
+                       f"use_sdpa={attn.use_sdpa})", lambda: attn(x, cos, sin, return_weights=True),
+                       expected, _weights_oracle(q, k))
 
 
 # ---------------------------------------------------------------- notebook 2
