@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 HIDDEN_MARKERS = ("### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
+EXPORT = "#| export "
 MAX_BYTES = 20 * 1024 * 1024
 MISSING_ANSWER = "raise NotImplementedError('answer cell missing from the submission')"
 
@@ -35,6 +36,18 @@ def source(cell: dict) -> str:
     if isinstance(text, str):
         return text
     raise InvalidNotebook("a cell's source is neither text nor a list of lines")
+
+
+def export_target(cell: dict) -> str | None:
+    """The module a code cell exports into: its ``#| export pkg.module`` first line (the
+    instructor's copy) or, in a release, where ``release_markers`` moved it, the cell's
+    ``metadata.tinygpt.export``."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    course = meta.get("tinygpt") if isinstance(meta, dict) else None
+    if isinstance(course, dict) and isinstance(course.get("export"), str):
+        return course["export"]
+    first = source(cell).split("\n", 1)[0]
+    return first[len(EXPORT):].strip() if first.startswith(EXPORT) else None
 
 
 def read(path: Path) -> dict:

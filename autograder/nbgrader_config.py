@@ -4,7 +4,14 @@ The course folder is the repository root: nbgrader's source notebooks are the so
 notebooks in ``solutions/`` and the student release goes to ``exercises/``.
 Submissions for grading go under ``autograder/submitted/`` (ignored by git).
 """
+import sys
 from pathlib import Path
+
+from nbgrader.converters import GenerateAssignment
+from nbgrader.preprocessors import ClearSolutions
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from release_markers import MoveExportMarkers  # noqa: E402 - beside this file
 
 c = get_config()  # noqa: F821 - provided by nbgrader when it loads this file
 
@@ -23,3 +30,8 @@ c.Execute.timeout = 120
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 # Every released notebook starts with a cell saying it is generated and from where.
 c.IncludeHeaderFooter.header = str(ROOT / "autograder" / "release_header.ipynb")
+# Learners' code is not exported: the release moves each `#| export` line into the cell's
+# metadata, where the grader still finds it (release_markers.py).
+_steps = GenerateAssignment.class_traits()["preprocessors"].default()
+c.GenerateAssignment.preprocessors = (_steps[:_steps.index(ClearSolutions) + 1]
+                                      + [MoveExportMarkers] + _steps[_steps.index(ClearSolutions) + 1:])

@@ -1,7 +1,8 @@
 """The package a graded notebook sees: the course's, with what that notebook grades withheld.
 
 The graded units of a notebook are the functions and classes its instructor's answer
-cells define, in the module their export marker (``#| export pkg.module``) names. For
+cells define, in the module their export marker (``#| export pkg.module``, in a release
+the cell metadata it became) names. For
 each graded notebook the grader writes a copy of the package (:func:`overlay`) in which
 those units are stubs and their source text is gone; the sandbox shows that copy where
 the package lives. A stub called from the learner's code raises a "write it yourself"
@@ -27,7 +28,6 @@ from pathlib import Path
 
 import assemble
 
-EXPORT = "#| export "
 HELPER = "_withheld"
 
 # Written as <package>/_withheld.py into every overlay.
@@ -89,21 +89,27 @@ CLASS_STUB = '''class {name}(metaclass=_grader_withheld.Withheld):
 
 
 def graded_units(instructor: dict) -> dict[str, list[str]]:
-    """``{module: [names]}``: what the notebook's answer cells define, by export target."""
+    """``{module: [names]}``: what the notebook's answer cells define, by export target.
+
+    A release's cell names them (``metadata.tinygpt.defines``, from the instructor's cell),
+    so that a release graded as its own instructor copy, in a student repository,
+    withholds the package's units and not the helpers a learner adds."""
     units: dict[str, list[str]] = {}
     for cell in instructor["cells"]:
         meta = assemble.nbgrader_meta(cell)
-        text = assemble.source(cell)
-        first = text.split("\n", 1)[0]
-        if cell["cell_type"] != "code" or not meta.get("solution") or not first.startswith(EXPORT):
+        module = assemble.export_target(cell)
+        if cell["cell_type"] != "code" or not meta.get("solution") or module is None:
             continue
-        module = first[len(EXPORT):].strip()
-        try:
-            tree = ast.parse(assemble.strip_hidden_markers(text))
-        except SyntaxError:
-            continue
-        names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                               ast.ClassDef))]
+        named = (cell.get("metadata") or {}).get("tinygpt", {}).get("defines")
+        if isinstance(named, list) and all(isinstance(n, str) for n in named):
+            names = named
+        else:
+            try:
+                tree = ast.parse(assemble.strip_hidden_markers(assemble.source(cell)))
+            except SyntaxError:
+                continue
+            names = [n.name for n in tree.body if isinstance(
+                n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         if names and module.replace(".", "").isidentifier():
             units.setdefault(module, []).extend(names)
     return units

@@ -1,15 +1,14 @@
-"""Shared helpers for the benchmark scripts: timing, machine info, the results file.
+"""Shared helpers for the benchmark scripts: timing, the table, the results file.
+
+Where the numbers came from is ``tinygpt.runtime.machine_info``, shared with training records.
 
 Not a benchmark itself (the leading underscore keeps it apart from the scripts).
 """
 from __future__ import annotations
 
 import json
-import os
-import platform
 import statistics
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,18 +23,6 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]
         result = fn()
         runs.append(time.perf_counter() - start)
     return statistics.median(runs), runs, result
-
-
-def machine_info(packages: list[str]) -> dict[str, Any]:
-    """Where the numbers came from: Python, platform, CPUs and the versions that matter."""
-    def ver(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
-    return {"python": platform.python_version(), "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "machine": platform.machine(),
-            "cpu_count": os.cpu_count(), "packages": {p: ver(p) for p in packages}}
 
 
 def print_table(headers: list[str], rows: list[list[str]]) -> None:

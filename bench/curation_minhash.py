@@ -43,7 +43,8 @@ from typing import Any, Callable
 
 from datasketch import MinHash, MinHashLSH
 
-from _common import machine_info, print_table, report
+from _common import print_table, report
+from tinygpt.runtime import machine_info
 from tinygpt.curation import fastminhash, neardup
 from tinygpt.curation.clean import normalize
 from tinygpt.curation.crawl import generate_crawl

@@ -34,7 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine_info, print_table, report
+from _common import print_table, report
+from tinygpt.runtime import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 

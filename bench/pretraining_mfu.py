@@ -31,7 +31,8 @@ import time
 import torch
 from transformers.utils import logging as hf_logging
 
-from _common import machine_info, print_table, report
+from _common import print_table, report
+from tinygpt.runtime import machine_info
 from _peers import gpt2_peer
 from tinygpt.pretraining import GPT, GPTConfig
 from tinygpt.pretraining.optim import AdamW, param_groups

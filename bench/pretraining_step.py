@@ -51,7 +51,8 @@ from contextlib import ExitStack
 import torch
 from transformers.utils import logging as hf_logging
 
-from _common import machine_info, print_table, report, timed
+from _common import print_table, report, timed
+from tinygpt.runtime import machine_info
 from _peers import gpt2_peer, onednn_gpt2
 from tinygpt.corpus import course_corpus
 from tinygpt.pretraining import GPT, GPTConfig

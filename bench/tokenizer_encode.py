@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import machine_info, print_table, report, timed
+from _common import print_table, report, timed
+from tinygpt.runtime import machine_info
 from tinygpt.corpus import course_corpus
 from tinygpt.tokenizer import Tokenizer
 

@@ -27,10 +27,11 @@ import regex
 import rustbpe
 from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
 
-from _common import machine_info, print_table, report, timed
+from _common import print_table, report, timed
+from tinygpt.runtime import machine_info
 from tinygpt.corpus import course_corpus
 from tinygpt.tokenizer.bpe import train_bpe, vocab_bytes
-from tinygpt.tokenizer.primitives import GPT4_PATTERN
+from tinygpt.tokenizer.primitives import GPT4_PATTERN, pretokenize
 
 # HF tokenizers compiles patterns with Oniguruma, which reads `{1,3}+` as "one or more
 # runs of 1-3 digits" rather than a possessive `{1,3}`, so "12345" would stay whole.
@@ -92,6 +93,7 @@ def main() -> None:
             print(f"note: {name} stopped at {size} tokens, not {args.vocab_size}")
 
     same = sum(a == b for a, b in zip(ours[:100], rust[:100]))
+    pieces = pretokenize(text)
     first_diff = next((i for i, (a, b) in enumerate(zip(ours, rust)) if a != b), None)
 
     labels = {"ours": "tinygpt train_bpe (Python)", "rustbpe": "rustbpe",
@@ -109,7 +111,9 @@ def main() -> None:
                "seconds": {k: round(v, 4) for k, v in seconds.items()},
                "ratio_ours_over_rustbpe": round(seconds["ours"] / seconds["rustbpe"], 2),
                "ratio_ours_over_hf": round(seconds["ours"] / seconds["hf_tokenizers"], 2),
-               "first_100_merges_equal_rustbpe": same}
+               "first_100_merges_equal_rustbpe": same, "merges": len(ours),
+               "leading_merges_equal_rustbpe": len(ours) if first_diff is None else first_diff,
+               "pretokens": len(pieces), "distinct_pretokens": len(set(pieces))}
     details = {"runs_seconds": {k: [round(t, 4) for t in v] for k, v in runs.items()},
                "first_merge_differing_from_rustbpe": first_diff,
                "machine": machine_info(["tinygpt", "regex", "rustbpe", "tokenizers"])}

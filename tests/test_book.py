@@ -5,11 +5,13 @@ import os
 import re
 import subprocess
 import sys
+from html import unescape
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from tinygpt import records
 
 pytestmark = pytest.mark.slow
 
@@ -68,3 +70,15 @@ def test_chapter_3_shows_training_attention_scaling_and_benchmark(html):
     assert re.search(r"float32 matmul on one core.*blas \d+ GFLOP/s", page), \
         "the libraries' rates are missing"
     assert len(re.findall(r'<img [^>]*src="[^"]*\.png"', page)) >= 4, "plots are missing"
+
+
+def test_every_figure_in_the_prose_is_its_record_value(html):
+    quoting = 0
+    for page in sorted((ROOT / "book").glob("*.md")):
+        wanted = [format(records.figures(key.split(".")[0])[key], spec)
+                  for key, spec in records.quoted(page.read_text(encoding="utf-8"))]
+        shown = re.findall(r'<span class="pasted-text">([^<]*)</span>',
+                           (html / "book" / f"{page.stem}.html").read_text())
+        assert [unescape(s) for s in shown] == wanted, page.name
+        quoting += bool(wanted)
+    assert quoting >= 3, "chapters 1-3 quote their benchmark records"

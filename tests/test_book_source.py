@@ -1,10 +1,13 @@
-"""No book page re-implements the package: a page draws from ``tinygpt``, never from a copy.
+"""No book page re-implements the package or types a measured figure.
 
+A page draws from ``tinygpt``, never from a copy:
 A function defined in a page's code cell that shares six or more lines with the package
 (compared after dropping each attribute's receiver, so ``a.qkv`` matches ``self.qkv``,
 and allowing small edits) is a second copy of the model that drifts when the module
 changes. The page should call the package instead, and the package should expose what
-the page needs.
+the page needs. And every figure a page's prose quotes (``{glue:text}`key```) is a path
+into a committed record that the page glues (``tinygpt.records``); ``test_book.py``
+checks the rendered values.
 """
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ from functools import lru_cache
 import pytest
 
 from conftest import ROOT
+from tinygpt import records
 from tinygpt.pretraining import attention
 
+PAGES = sorted((ROOT / "book").glob("*.md"))
 CELL = re.compile(r"^```\{code-cell\}[^\n]*\n(.*?)^```", re.S | re.M)
 SKIPPED = {tokenize.NEWLINE, tokenize.NL, tokenize.COMMENT, tokenize.ENDMARKER,
            tokenize.INDENT, tokenize.DEDENT}
@@ -91,7 +96,7 @@ def copied_lines(text: str) -> dict[str, list[str]]:
     return found
 
 
-@pytest.mark.parametrize("page", sorted((ROOT / "book").glob("*.md")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
 def test_no_book_page_redefines_package_code(page):
     copies = copied_lines(page.read_text(encoding="utf-8"))
     assert not copies, (f"{page.name} re-implements package code; call the package instead: "
@@ -109,3 +114,23 @@ def test_a_page_using_the_package_is_not_flagged():
     page = ("```{code-cell} python\ndef heat(model, ids):\n"
             "    weights = attention_maps(model, ids)[0]\n    return weights.mean(1)\n```\n")
     assert copied_lines(page) == {}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.stem)
+def test_every_quoted_figure_is_a_record_the_page_glues(page):
+    text = page.read_text(encoding="utf-8")
+    glued = set(re.findall(r"glue_records\(\"(\w+)\"\)", text))
+    for key, spec in records.quoted(text):
+        name = key.split(".")[0]
+        assert name in glued, f"{page.name} quotes {key} but never calls glue_records({name!r})"
+        value = records.figures(name).get(key)
+        assert value is not None, f"{page.name} quotes {key}, which {name}.json does not hold"
+        format(value, spec)  # a spec the value takes
+
+
+def test_quoted_reads_keys_and_format_specs():
+    text = "a {glue:text}`x.y.z:.2f` b {glue:text}`x.machine.cpu_model` {glue:text}`x.n:,`"
+    assert records.quoted(text) == [("x.y.z", ".2f"), ("x.machine.cpu_model", ""), ("x.n", ",")]
+    assert "tokenizer_train.seconds.ours" in records.figures("tokenizer_train")
+    with pytest.raises(FileNotFoundError, match="there are: .*tokenizer_train"):
+        records.record("no_such_bench")

@@ -121,6 +121,7 @@ def test_the_command_line_reports_the_baseline_and_a_sample(tmp_path):
     assert "unigram baseline" in result.stdout and "sample:" in result.stdout
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["model"]["n_layer"] == 1 and len(report["sample"]) == 2
+    assert report["machine"]["cpu_count"] >= 1 and "cpu_model" in report["machine"]
 
 
 def test_two_processes_under_torchrun_train_as_one_on_the_combined_batch(tmp_path):

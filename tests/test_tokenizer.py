@@ -92,6 +92,12 @@ def test_user_text_cannot_produce_a_control_token(trained):
     assert trained.decode(ids) == attack
 
 
+def test_the_special_split_of_no_tokens_never_matches(trained):
+    text = "no money<|endoftext|>The bank"
+    assert trained._special_split(set()).search(text) is None  # "" would match everywhere
+    assert trained.encode(text, disallowed_special=()) == trained.encode_ordinary(text)
+
+
 def test_bad_inputs_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="at least 256"):
         bpe.train_bpe("abc", 100)

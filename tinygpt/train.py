@@ -22,7 +22,7 @@ from pathlib import Path
 from tinygpt.kernels.cpu_matmul import resolve_backend
 from tinygpt.pretraining.config import PRESETS, GPTConfig, TrainConfig
 from tinygpt.pretraining.trainer import Run, sample_text, train
-from tinygpt.runtime import CACHE_DIR
+from tinygpt.runtime import CACHE_DIR, machine_info
 
 SAMPLE_PROMPT = "The bank by the river"
 
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> Run:
         print("sample:", repr(SAMPLE_PROMPT + sample))
         if args.report:
             args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps({**h, "sample": [SAMPLE_PROMPT, sample]}) + "\n")
+            args.report.write_text(json.dumps({**h, "sample": [SAMPLE_PROMPT, sample],
+                                               "machine": machine_info(["tinygpt", "torch"])}) + "\n")
     return run
 
 

@@ -21,7 +21,7 @@ from collections import Counter
 
 import torch
 
-from tinygpt.checks.common import mismatch, written_here
+from tinygpt.checks.common import mismatch, raises_value_error, written_here
 from tinygpt.curation import clean as ref_clean
 from tinygpt.curation import neardup as ref_near
 from tinygpt.curation import quality as ref_quality
@@ -385,12 +385,8 @@ def check_lsh_candidates(lsh_candidates, seed: int) -> None:
         if got != expected:
             raise mismatch(f"lsh_candidates(sig, {bands}, {rows})", sig.tolist()[:4], sorted(expected)[:10],
                         sorted(got)[:10])
-    try:
-        lsh_candidates(torch.zeros(3, 10, dtype=torch.int64), 3, 3)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("lsh_candidates must raise ValueError when bands * rows != width")
+    raises_value_error("lsh_candidates with bands * rows != the signature width",
+                       lambda: lsh_candidates(torch.zeros(3, 10, dtype=torch.int64), 3, 3))
     bands, rows, n_pairs = 8, 4, 300
     for s in (0.3, 0.6, 0.85):
         base = torch.randint(0, 2**31, (n_pairs, bands * rows), generator=gen)
@@ -457,12 +453,8 @@ def check_mix_domains(mix_domains, seed: int) -> None:
             if uses and max(uses.values()) - min(uses.get(i, 0) for i, x in enumerate(domains)
                                                  if x == d) > 1:
                 raise AssertionError(f"documents of {d!r} are used unevenly: {dict(uses)}")
-    try:
-        mix_domains(["code"], {"code": 1.0, "prose": 1.0}, 3)
-    except ValueError:
-        pass
-    else:
-        raise AssertionError("a weight for a domain with no documents must raise ValueError")
+    raises_value_error("mix_domains with a weight for a domain that has no documents",
+                       lambda: mix_domains(["code"], {"code": 1.0, "prose": 1.0}, 3))
 
 
 def check_run_pipeline(run_pipeline, seed: int) -> None:

@@ -1,4 +1,5 @@
-"""What every chapter's checks share: failure messages, and was the code written in the notebook?"""
+"""What every chapter's checks share: failure messages, the bad-input probe, and was the
+code written in the notebook?"""
 from __future__ import annotations
 
 import inspect
@@ -72,3 +73,16 @@ def mismatch(what: str, given, expected, got) -> AssertionError:
         return text if len(text) < 300 else text[:300] + "..."
     return AssertionError(f"{what}\n  given:    {short(given)}\n  expected: {short(expected)}"
                           f"\n  got:      {short(got)}")
+
+
+def raises_value_error(what: str, call) -> None:
+    """Fail unless ``call()`` raises ValueError (bad input is a clear error, never another
+    exception and never a result); ``what`` names the call and its bad input."""
+    try:
+        call()
+    except ValueError:
+        return
+    except Exception as err:  # noqa: BLE001 - any other error is the finding
+        raise AssertionError(f"{what} must raise ValueError, raised {type(err).__name__}: "
+                             f"{err}") from None
+    raise AssertionError(f"{what} must raise ValueError, it returned")

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tinygpt.runtime import cpu_info
+
 BACKENDS = ("auto", "onednn", "blas")  # blas: whatever torch was built with (MKL on x86)
 
 
@@ -39,11 +41,7 @@ def onednn_available() -> bool:
 
 def cpu_vendor(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The CPU's vendor string ("AuthenticAMD", "GenuineIntel", ...), or "" if unknown."""
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    return next((v for v in ("AuthenticAMD", "GenuineIntel") if v in platform.processor()), "")
+    return cpu_info(cpuinfo)["vendor"]
 
 
 def resolve_backend(name: str) -> str:

@@ -56,7 +56,9 @@ class Tokenizer:
         return max(self.vocab) + 1
 
     def _special_split(self, names: set[str]) -> "regex.Pattern":
-        """A pattern that matches any of ``names``, longest first."""
+        """A pattern that matches any of ``names``, longest first; none: never matches."""
+        if not names:
+            return regex.compile(r"(?!)")
         alternatives = sorted(names, key=len, reverse=True)
         return regex.compile("|".join(regex.escape(s) for s in alternatives))
 
