@@ -24,8 +24,8 @@ def _unscaled_attention(q, k, v):
     return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
 
 
-def _unnormalised_weights(q, k, v, return_weights=False):  # exp(scores), not their softmax
-    out, weights = attention.causal_attention(q, k, v, return_weights=True)
+def _unnormalised_weights(q, k, v, return_weights=False, mask=None):  # exp(scores), not their softmax
+    out, weights = attention.causal_attention(q, k, v, return_weights=True, mask=mask)
     weights = weights * (torch.arange(1, q.shape[-2] + 1, dtype=weights.dtype)[:, None])
     return (out, weights) if return_weights else out
 
@@ -33,6 +33,27 @@ def _unnormalised_weights(q, k, v, return_weights=False):  # exp(scores), not th
 def _transposed_weights(q, k, v, return_weights=False):  # who looks at t, not what t looks at
     out, weights = attention.causal_attention(q, k, v, return_weights=True)
     return (out, weights.transpose(-1, -2)) if return_weights else out
+
+
+def _mask_ignored(q, k, v, return_weights=False, mask=None):  # packed sequences see each other
+    return attention.causal_attention(q, k, v, return_weights)
+
+
+class _FusedPathDropsTheMask(attention.CausalSelfAttention):
+    def forward(self, x, cos, sin, return_weights=False, mask=None):
+        if self.use_sdpa and mask is not None:
+            return super().forward(x, cos, sin)
+        return super().forward(x, cos, sin, return_weights, mask)
+
+
+class _BlockDropsTheMask(model.Block):
+    def forward(self, x, cos, sin, mask=None):
+        return super().forward(x, cos, sin)
+
+
+class _PositionsIgnored(model.GPT):  # RoPE angles 0..T-1 along the packed row
+    def forward(self, idx, positions=None, mask=None):
+        return super().forward(idx, mask=mask)
 
 
 class _WeightsOfOneHead(attention.CausalSelfAttention):  # the first head's map in every slot
@@ -160,6 +181,10 @@ MUTANTS = [
     (checks.check_causal_attention, (_transposed_weights,)),
     (checks.check_self_attention, (_NoRope,)),
     (checks.check_self_attention, (_WeightsOfOneHead,)),
+    (checks.check_causal_attention, (_mask_ignored,)),
+    (checks.check_self_attention, (_FusedPathDropsTheMask,)),
+    (checks.check_block, (_BlockDropsTheMask,)),
+    (checks.check_gpt, (_PositionsIgnored,)),
     (checks.check_rmsnorm, (_LayerNormish,)),
     (checks.check_swiglu, (_GateOnUp,)),
     (checks.check_block, (_PostNorm,)),

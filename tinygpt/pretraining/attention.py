@@ -39,17 +39,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                     return_weights: bool = False):
+                     return_weights: bool = False, mask: torch.Tensor | None = None):
     """softmax(q k^T / sqrt(D) + causal mask) v; q (B, H, T, D), k and v (B, Hkv, T, D).
 
     With ``return_weights``, returns ``(out, weights)``, the weights of shape (B, H, T, T).
+    ``mask`` (B, T, T), True where t may look at s, narrows the causal mask further.
     """
     groups = q.shape[1] // k.shape[1]
     q = rearrange(q, "b (h g) t d -> b h g t d", g=groups)
     scores = einsum(q, k, "b h g t d, b h s d -> b h g t s") / math.sqrt(q.shape[-1])
     t = scores.shape[-1]
-    future = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(diagonal=1)
-    weights = scores.float().masked_fill(future, float("-inf")).softmax(dim=-1).to(v.dtype)
+    hidden = torch.ones(t, t, dtype=torch.bool, device=q.device).triu(diagonal=1)
+    if mask is not None:
+        hidden = hidden | ~mask[:, None, None]
+    weights = scores.float().masked_fill(hidden, float("-inf")).softmax(dim=-1).to(v.dtype)
     out = einsum(weights, v, "b h g t s, b h s d -> b h g t d")
     out = rearrange(out, "b h g t d -> b (h g) t d")
     if return_weights:
@@ -69,20 +72,27 @@ class CausalSelfAttention(nn.Module):
         self.out = nn.Linear(self.n_head * self.head_dim, config.n_embd, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                return_weights: bool = False):
-        """(B, T, n_embd) -> (B, T, n_embd); ``cos``, ``sin`` of shape (T, head_dim / 2).
+                return_weights: bool = False, mask: torch.Tensor | None = None):
+        """(B, T, n_embd) -> (B, T, n_embd); ``cos``, ``sin`` of shape (T, head_dim / 2)
+        or (B, 1, T, head_dim / 2).
 
         With ``return_weights``, returns ``(output, weights)``, the weights (B, n_head, T, T).
+        ``mask`` (B, T, T), True where t may look at s, narrows the causal mask further.
         """
         kv = self.n_kv_head * self.head_dim
         q, k, v = self.qkv(x).split([self.n_head * self.head_dim, kv, kv], dim=-1)
         q, k, v = (rearrange(z, "b t (h d) -> b h t d", d=self.head_dim) for z in (q, k, v))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         weights = None
-        if self.use_sdpa and not return_weights:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                               enable_gqa=self.n_kv_head != self.n_head)
+        gqa = self.n_kv_head != self.n_head
+        if self.use_sdpa and not return_weights and mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif self.use_sdpa and not return_weights:
+            t = x.shape[1]
+            causal = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=(mask & causal)[:, None],
+                                               enable_gqa=gqa)
         else:
-            y, weights = causal_attention(q, k, v, return_weights=True)
+            y, weights = causal_attention(q, k, v, return_weights=True, mask=mask)
         out = self.out(rearrange(y, "b h t d -> b t (h d)"))
         return (out, weights) if return_weights else out

@@ -32,8 +32,9 @@ class Block(nn.Module):
         self.norm2 = RMSNorm(config.n_embd, config.norm_eps)
         self.mlp = MoE(config) if config.n_expert else SwiGLU(config)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cos, sin, mask=mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -61,15 +62,24 @@ class GPT(nn.Module):
             elif param.dim() == 2:  # embedding and the other matrices; norm gains stay 1
                 nn.init.normal_(param, mean=0.0, std=0.02)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, positions: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for ``idx`` (B, T); ``positions`` (B, T) and ``mask`` (B, T, T) for packed rows."""
         t = idx.shape[1]
         if t > self.config.block_size:
             raise ValueError(f"sequence of {t} tokens is longer than block_size "
                              f"{self.config.block_size}")
         x = self.tok_emb(idx)
-        cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+        if positions is None:
+            cos, sin = self.rope_cos[:t], self.rope_sin[:t]
+        else:
+            if positions.shape != idx.shape or positions.min() < 0 or \
+                    positions.max() >= self.config.block_size:
+                raise ValueError(f"positions must be of shape {tuple(idx.shape)}, each in "
+                                 f"[0, {self.config.block_size})")
+            cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = block(x, cos, sin, mask=mask)
         return self.lm_head(self.norm(x))
 
 

@@ -10,7 +10,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from tinygpt.checks.ch03.shared import TOLERANCE, close, randn, built
+from tinygpt.checks.ch03.shared import TOLERANCE, built, close, packed_rows, randn, with_option
 from tinygpt.pretraining import model as ref_model
 
 
@@ -84,6 +84,20 @@ def check_causal_attention(causal_attention, seed: int) -> None:
         _check_weights(f"causal_attention(..., return_weights=True) with H={hkv * groups}, "
                        f"Hkv={hkv}, T={t}", lambda: causal_attention(q, k, v, return_weights=True),
                        got, _weights_oracle(q, k))
+        mask, _, spans = packed_rows(rng, b, t)
+        what = f"causal_attention(..., mask=...) with sequences {spans} in T={t}"
+        masked = with_option(what, "mask", lambda: causal_attention(q, k, v, mask=mask))
+        causal = torch.ones(t, t, dtype=torch.bool).tril()
+        close(f"{what}, against F.scaled_dot_product_attention with that mask", masked,
+              F.scaled_dot_product_attention(q, k, v, attn_mask=(mask & causal)[:, None],
+                                             enable_gqa=True), atol=1e-4 if scale > 1 else 1e-5)
+        for row, row_spans in enumerate(spans):
+            for start, end in row_spans:
+                alone = F.scaled_dot_product_attention(
+                    q[row:row + 1, :, start:end], k[row:row + 1, :, start:end],
+                    v[row:row + 1, :, start:end], is_causal=True, enable_gqa=True)
+                close(f"{what}: the sequence at {start}:{end} of row {row} against it alone",
+                      masked[row:row + 1, :, start:end], alone, atol=1e-4 if scale > 1 else 1e-5)
 
 
 def _weights_oracle(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -96,12 +110,7 @@ def _weights_oracle(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 def _check_weights(what: str, call, out: torch.Tensor, expected: torch.Tensor) -> None:
     """``call()`` returns (output equal to ``out``, weights equal to ``expected``)."""
-    try:
-        returned = call()
-    except TypeError as error:
-        if "return_weights" not in str(error):
-            raise
-        raise AssertionError(f"{what}: the option is missing ({error})") from None
+    returned = with_option(what, "return_weights", call)
     if not (isinstance(returned, tuple) and len(returned) == 2):
         raise AssertionError(f"{what} must return a pair (output, weights), got {type(returned).__name__}")
     got, weights = returned
@@ -163,3 +172,17 @@ def check_self_attention(CausalSelfAttention, seed: int) -> None:
         _check_weights(f"CausalSelfAttention(..., return_weights=True) (H={h}, Hkv={hkv}, T={t}, "
                        f"use_sdpa={attn.use_sdpa})", lambda: attn(x, cos, sin, return_weights=True),
                        expected, _weights_oracle(q, k))
+        mask, positions, spans = packed_rows(rng, x.shape[0], t)
+        row_cos, row_sin = cos[positions][:, None], sin[positions][:, None]
+        for use_sdpa in (True, False):
+            attn.use_sdpa = use_sdpa
+            what = (f"CausalSelfAttention(..., mask=...) with sequences {spans}, positions "
+                    f"restarting in each, cos/sin of shape (B, 1, T, D/2), use_sdpa={use_sdpa}")
+            packed = with_option(what, "mask", lambda: attn(x, row_cos, row_sin, mask=mask))
+            for row, row_spans in enumerate(spans):
+                for start, end in row_spans:
+                    alone = _attention_oracle(attn.qkv.weight.detach(), attn.out.weight.detach(),
+                                              x[row:row + 1, start:end], cos[:end - start],
+                                              sin[:end - start], h, hkv)
+                    close(f"{what}: the sequence at {start}:{end} of row {row} against it alone",
+                          packed[row:row + 1, start:end], alone)

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from tinygpt.checks.common import raises_value_error
-from tinygpt.checks.ch03.shared import TOLERANCE, close, randn, built, same_model
+from tinygpt.checks.ch03.shared import (TOLERANCE, built, close, packed_rows, randn, same_model,
+                                        with_option)
 from tinygpt.pretraining import model as ref_model
 
 
@@ -71,6 +72,10 @@ def check_block(Block, seed: int) -> None:
         x2[:, -1] += 1.0
         close("changing the last position changed earlier outputs",
                block(x2, cos, sin)[:, :-1], got[:, :-1])
+        mask, _, spans = packed_rows(rng, 2, t)
+        what = f"Block(..., mask=...) with sequences {spans}"
+        close(f"{what} against the reference", with_option(
+            what, "mask", lambda: block(x, cos, sin, mask=mask)), ref(x, cos, sin, mask=mask))
 
 
 def check_gpt(GPT, seed: int) -> None:
@@ -104,6 +109,16 @@ def check_gpt(GPT, seed: int) -> None:
         close(f"GPT on {t} < block_size tokens", model(idx[:, :t]), logits[:, :t])
         raises_value_error("GPT on more than block_size tokens",
                            lambda: model(torch.zeros(1, config.block_size + 1, dtype=torch.long)))
+        mask, positions, spans = packed_rows(rng, 3, config.block_size)
+        what = f"GPT(idx, positions=..., mask=...) with sequences {spans}"
+        packed = with_option(what, "positions", lambda: model(idx, positions=positions, mask=mask))
+        for row, row_spans in enumerate(spans):
+            for start, end in row_spans:
+                close(f"{what}: the logits of the sequence at {start}:{end} of row {row} "
+                      "against the sequence alone", packed[row:row + 1, start:end],
+                      model(idx[row:row + 1, start:end]))
+        raises_value_error("GPT with a position at block_size", lambda: model(
+            idx, positions=torch.full_like(idx, config.block_size), mask=mask))
 
 
 def check_lm_loss(lm_loss, seed: int) -> None:

@@ -1,4 +1,5 @@
-"""What chapter 3's checks share: tolerances, tensor comparison, random configs and models.
+"""What chapter 3's checks share: tolerances, tensor comparison, random configs and models,
+packed rows (several sequences in one, for the attention mask), and calls with an option.
 
 Part of ``tinygpt.checks.ch03``.
 """
@@ -9,7 +10,6 @@ import random
 import torch
 
 from tinygpt.pretraining.config import GPTConfig
-
 
 TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 5e-2}
 
@@ -59,3 +59,31 @@ def same_model(what: str, learner, reference) -> None:
     except RuntimeError as err:
         raise AssertionError(f"{what}: its weights do not match the reference's: "
                              f"{str(err).splitlines()[0]}") from None
+
+
+def packed_rows(rng: random.Random, b: int, t: int) -> tuple[torch.Tensor, torch.Tensor, list]:
+    """Rows of ``t`` positions cut into 1-3 consecutive sequences each: the mask (B, T, T),
+    True where both positions are in the same sequence; the positions within each
+    sequence (B, T); and each row's sequence spans [(start, end), ...]."""
+    mask = torch.zeros(b, t, t, dtype=torch.bool)
+    positions = torch.zeros(b, t, dtype=torch.long)
+    spans = []
+    for row in range(b):
+        cuts = sorted(rng.sample(range(1, t), min(rng.randrange(0, 3), t - 1)))
+        row_spans = list(zip([0] + cuts, cuts + [t]))
+        for start, end in row_spans:
+            mask[row, start:end, start:end] = True
+            positions[row, start:end] = torch.arange(end - start)
+        spans.append(row_spans)
+    return mask, positions, spans
+
+
+def with_option(what: str, option: str, call):
+    """``call()``; a TypeError that names ``option`` (a function written without it) fails
+    the check with that said, instead of crashing it."""
+    try:
+        return call()
+    except TypeError as error:
+        if option not in str(error):
+            raise
+        raise AssertionError(f"{what}: the {option!r} option is missing ({error})") from None
