@@ -1,7 +1,8 @@
 """Chapter 3's data, cached: the tokenizer trained on the course corpus and its token shards.
 
 Infrastructure, not an exercise (chapter 3 builds the shard format in ``data``).
-``prepare_data`` trains chapter 2's tokenizer on ``tinygpt.corpus``, encodes the corpus,
+``prepare_data`` trains chapter 2's tokenizer on ``tinygpt.corpus`` (with the course's
+control tokens reserved, ``tinygpt.tokenizer.control``), encodes the corpus,
 holds out every twentieth chunk for validation and writes memory-mapped shards, all under
 ``tinygpt.runtime.CACHE_DIR`` with a key over the corpus, the settings and the code.
 ``unigram_loss`` is the loss to beat: the model that ignores the context.
@@ -18,8 +19,7 @@ from tinygpt.corpus import course_corpus
 from tinygpt.pretraining.data import read_shard, write_shard
 from tinygpt.runtime import CACHE_DIR, cache_key
 from tinygpt.tokenizer import Tokenizer
-
-EOT = "<|endoftext|>"
+from tinygpt.tokenizer.control import CONTROL_TOKENS
 SHARD_TOKENS = 1 << 21  # tokens per training shard (4 MiB as uint16)
 SPLIT_CHUNK = 1 << 15   # the validation split takes whole chunks of (at most) this many tokens
 
@@ -47,7 +47,8 @@ def prepare_data(vocab_size: int, corpus_bytes: int | None = None, val_fraction:
         if progress:
             print(f"training a {vocab_size}-token tokenizer on {len(encoded) / 1e6:.1f} MB "
                   "and sharding the corpus ...", file=sys.stderr)
-        tok = Tokenizer.train(text, vocab_size, special_tokens=[EOT], progress=progress)
+        tok = Tokenizer.train(text, vocab_size, special_tokens=list(CONTROL_TOKENS),
+                              progress=progress)
         tok.save(folder / "tokenizer.json")
         ids = np.array(tok.to_tiktoken().encode_ordinary(text), dtype=np.int64)
         # Every period-th chunk is held out: the corpus's mix drifts along its length.
