@@ -40,7 +40,7 @@ CLASS_METHODS = ("encode_ordinary", "decode", "encode")
 
 # Shared by the recorder here and every cheat cell (exec'd in both places).
 _SHARED = '''
-import base64 as _b64, builtins as _bi, hashlib as _hl, os as _os, pickle as _pk, sys as _sys
+import base64 as _b64, builtins as _bi, dataclasses as _dc, hashlib as _hl, os as _os, pickle as _pk, sys as _sys
 
 
 class _Unseen(Exception):
@@ -83,6 +83,8 @@ def _cheat_fp(v):
             return ("optimizer", _cheat_fp(v.state_dict()))
     if hasattr(v, "tobytes") and hasattr(v, "dtype"):
         return ("array", str(v.dtype), tuple(v.shape), _cheat_digest(v.tobytes()))
+    if _dc.is_dataclass(v) and not isinstance(v, type):
+        return ("dataclass", type(v).__name__, _cheat_fp(vars(v)))
     if isinstance(v, (set, frozenset)):
         return ("set", sorted(repr(_cheat_fp(x)) for x in v))
     if isinstance(v, dict):
@@ -115,6 +117,8 @@ def _cheat_pack(v):
         return ("__memmap__", v.dtype.str, v.shape, v.tobytes())
     if isinstance(v, tuple) and hasattr(v, "_fields"):
         return ("__namedtuple__", type(v).__name__, [_cheat_pack(x) for x in v])
+    if _dc.is_dataclass(v) and not isinstance(v, type):
+        return ("__dataclass__", type(v).__name__, {k: _cheat_pack(x) for k, x in vars(v).items()})
     if isinstance(v, (list, tuple)):
         return type(v)(_cheat_pack(x) for x in v)
     if isinstance(v, dict):
@@ -125,6 +129,8 @@ def _cheat_pack(v):
 def _cheat_unpack(v, ns):
     if isinstance(v, tuple) and len(v) == 3 and v[0] == "__namedtuple__":
         return ns[v[1]](*[_cheat_unpack(x, ns) for x in v[2]])
+    if isinstance(v, tuple) and len(v) == 3 and v[0] == "__dataclass__":
+        return ns[v[1]](**{k: _cheat_unpack(x, ns) for k, x in v[2].items()})
     if isinstance(v, tuple) and len(v) == 4 and v[0] == "__memmap__":
         import tempfile, numpy
         with tempfile.NamedTemporaryFile(suffix=".bin", delete=False) as f:

@@ -72,3 +72,16 @@ def test_solutions_validate_and_carry_no_outputs(path):
             assert meta.get("points", 0) > 0 and meta.get("locked")
             assert "BEGIN HIDDEN TESTS" in "".join(cell["source"]), \
                 f"{path.name}:{meta['grade_id']} has no hidden tests"
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_test_cells_name_a_section_of_their_book_page(path):
+    """The feedback's "reread" line must point at a heading that exists."""
+    for cell in json.loads(path.read_text())["cells"]:
+        where = cell["metadata"].get("tinygpt", {})
+        if cell["metadata"].get("nbgrader", {}).get("grade"):
+            page = (ROOT / "book" / f"{where.get('book')}.md")
+            assert page.exists(), (path.name, where)
+            headings = [line.lstrip("#").strip() for line in page.read_text().splitlines()
+                        if line.startswith("#")]
+            assert where.get("section") in headings, (path.name, where, headings)

@@ -2,7 +2,8 @@
 
 ``pipeline_map`` draws the course's fifteen steps; the others draw one chapter's
 figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage times; chapter 2: bytes per token;
-chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit).
+chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit;
+chapter 4: the loss mask over a chat's tokens, packed rows).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -182,3 +183,40 @@ def scaling(params: list[int], losses: list[float], fitted: tuple[float, float, 
             label=f"exponent {chinchilla_alpha} (Chinchilla's), through the largest point")
     ax.set_xscale("log")
     return _finish(fig, ax, "non-embedding parameters N", "validation loss", log_grid=True)
+
+
+def loss_mask(pieces: list[str], trained: list[bool], roles: list[str], per_line: int = 12):
+    """Chapter 4: a chat's tokens in reading order, those the loss counts filled in."""
+    lines = (len(pieces) + per_line - 1) // per_line
+    fig, ax = plt.subplots(figsize=(9, 0.55 * lines + 0.6))
+    for i, (piece, on, role) in enumerate(zip(pieces, trained, roles)):
+        x, y = i % per_line, -(i // per_line)
+        ax.add_patch(FancyBboxPatch((x + 0.04, y - 0.38), 0.92, 0.76, boxstyle="round,pad=0.02",
+                                    facecolor="#2b7bba" if on else "#eeeeee",
+                                    edgecolor="#2b7bba" if role == "assistant" else "#999999"))
+        ax.text(x + 0.5, y, piece.replace("\n", "\\n"), ha="center", va="center", fontsize=6.5,
+                color="white" if on else "black")
+    ax.set_xlim(0, per_line)
+    ax.set_ylim(-lines + 0.5, 0.6)
+    ax.axis("off")
+    ax.set_title("blue: tokens the SFT loss counts (the assistant's answer and its <|end|>)",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def packed_rows(segments, title: str):
+    """Chapter 4: which example each position of each packed row holds (white: padding)."""
+    import numpy as np
+
+    seg = np.asarray(segments, dtype=float)
+    shown = np.where(seg < 0, np.nan, seg % 10)
+    fig, ax = plt.subplots(figsize=(9, 0.3 * seg.shape[0] + 1.0))
+    cmap = plt.get_cmap("tab10").copy()
+    cmap.set_bad("white")
+    ax.imshow(shown, cmap=cmap, vmin=0, vmax=9, aspect="auto", interpolation="nearest")
+    ax.set_xlabel("position in the row")
+    ax.set_ylabel("row")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
