@@ -106,7 +106,7 @@ def cached_sft(base: GPT, base_key: str, tokenizer: Tokenizer, chats: list[list[
     folder = CACHE_DIR / f"ch04-sft-{key}"
     if (folder / "history.json").exists():
         return load_model(folder), json.loads((folder / "history.json").read_text())
-    model, history = finetune(base, tokenizer, chats, config, progress=True)
+    model, history = finetune(base, tokenizer, chats, config)  # no widget bar in a page
     save_checkpoint(folder, model)
     tokenizer.save(folder / "tokenizer.json")
     (folder / "history.json").write_text(json.dumps(history) + "\n")
