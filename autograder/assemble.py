@@ -50,6 +50,14 @@ def export_target(cell: dict) -> str | None:
     return first[len(EXPORT):].strip() if first.startswith(EXPORT) else None
 
 
+def top_level_names(text: str) -> list[str]:
+    """The functions and classes a cell's code defines at its top level (hidden markers aside);
+    raises SyntaxError for code that does not parse."""
+    tree = ast.parse(strip_hidden_markers(text))
+    return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                       ast.ClassDef))]
+
+
 def read(path: Path) -> dict:
     """The notebook as a dict with a list of cells; raises InvalidNotebook."""
     size = path.stat().st_size

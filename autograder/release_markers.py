@@ -12,7 +12,6 @@ ClearSolutions (the stub keeps every signature) and before the checksums are com
 """
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
@@ -29,8 +28,6 @@ class MoveExportMarkers(NbGraderPreprocessor):
         module = assemble.export_target(cell) if cell.cell_type == "code" else None
         if module is not None and cell.source.startswith(assemble.EXPORT):
             cell.source = cell.source.split("\n", 1)[1] if "\n" in cell.source else ""
-            tree = ast.parse(assemble.strip_hidden_markers(cell.source))
-            defines = [n.name for n in tree.body if isinstance(
-                n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
-            cell.metadata.setdefault("tinygpt", {}).update(export=module, defines=defines)
+            cell.metadata.setdefault("tinygpt", {}).update(
+                export=module, defines=assemble.top_level_names(cell.source))
         return cell, resources

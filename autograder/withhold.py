@@ -105,11 +105,9 @@ def graded_units(instructor: dict) -> dict[str, list[str]]:
             names = named
         else:
             try:
-                tree = ast.parse(assemble.strip_hidden_markers(assemble.source(cell)))
+                names = assemble.top_level_names(assemble.source(cell))
             except SyntaxError:
                 continue
-            names = [n.name for n in tree.body if isinstance(
-                n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         if names and module.replace(".", "").isidentifier():
             units.setdefault(module, []).extend(names)
     return units
