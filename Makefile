@@ -47,6 +47,7 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/tokenizer_encode.py
 	$(BIN)/python bench/pretraining_step.py --compile
 	$(BIN)/python bench/curation_minhash.py
+	$(BIN)/python bench/posttraining_dpo.py
 
 split: setup  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
 	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))
@@ -62,3 +63,10 @@ train: setup  ## pre-train the course model (preset cpu: minutes on 2 cores); AR
 
 train-record: setup  ## the default run, and update the committed record the book reads
 	$(BIN)/python -m tinygpt.train --preset cpu --report bench/results/pretraining_train_cpu.json
+
+.PHONY: align align-record
+align: setup  ## post-train the make-train checkpoint: SFT, reward model, DPO, GRPO (minutes on 2 cores)
+	$(BIN)/python -m tinygpt.align $(ARGS)
+
+align-record: setup  ## the default post-training run, and update the committed record the book reads
+	$(BIN)/python -m tinygpt.align --report bench/results/posttraining_align_cpu.json

@@ -13,8 +13,10 @@ optimizer by its state, a file by its contents, sets sorted, functions by name);
 answers travel pickled, named tuples by type name so the notebook's own classes are
 rebuilt on replay. What a call's answer is depends on the unit:
 
-* a function: its return value, and what it did in place to tensors, models and
-  optimizers among its arguments (restored to the recorded state on replay);
+* a function: its return value, what it did in place to tensors, models and
+  optimizers among its arguments (restored to the recorded state on replay), and, when
+  its output (or a tensor of the tuple it returns) carries a gradient, the gradients it
+  sent back for each upstream gradient, as for a module;
 * an ``nn.Module`` class: each construction's parameters, buffers, weight ties,
   attributes and the random state it left (the cheat rebuilds that parameter tree with
   no layers in it), each method call's answer as for a function, and, when the output
@@ -204,6 +206,58 @@ def _cheat_replay(table, key, ns, leaves=()):
     return _cheat_unpack(answer, ns)
 
 
+_CHEAT_AUTOGRAD = []
+
+
+def _cheat_autograd():
+    """An autograd Function: forward the recorded output, backward the gradients recorded
+    for the upstream gradient (made on first use: a notebook without torch needs none)."""
+    if not _CHEAT_AUTOGRAD:
+        class _CheatReplay(_cheat_torch().autograd.Function):
+            @staticmethod
+            def forward(ctx, table, key, value, *inputs):
+                ctx.table, ctx.key = table, key
+                return value.clone()
+
+            @staticmethod
+            def backward(ctx, grad):
+                grads = ctx.table.get(("__grad__", ctx.key, _cheat_key((grad,), {})))
+                if grads is None:
+                    raise _Unseen("no recorded gradient for this upstream gradient")
+                return (None, None, None, *grads)
+        _CHEAT_AUTOGRAD.append(_CheatReplay)
+    return _CHEAT_AUTOGRAD[0]
+
+
+def _cheat_grad_inputs(leaves):
+    """What a function's output may send gradients to: tensors that require them, and the
+    parameters of models among the arguments."""
+    torch = _cheat_torch()
+    return [t for t in leaves if isinstance(t, torch.Tensor) and t.requires_grad] + [
+        p for m in leaves if isinstance(m, torch.nn.Module) for p in m.parameters()]
+
+
+def _cheat_outputs(result):
+    """(index, tensor) for a tensor result (index None) or the tensors of a plain tuple."""
+    torch = _cheat_torch()
+    if torch is None:
+        return []
+    if isinstance(result, tuple) and not hasattr(result, "_fields"):
+        return [(i, v) for i, v in enumerate(result) if isinstance(v, torch.Tensor)]
+    return [(None, result)] if isinstance(result, torch.Tensor) else []
+
+
+def _cheat_regrad(table, key, result, leaves):
+    """A replayed function's tensors, with the recorded gradients behind those that had them."""
+    found = {i: _cheat_autograd().apply(table, (key, i), v, *_cheat_grad_inputs(leaves))
+             for i, v in _cheat_outputs(result) if ("__grad__", (key, i)) in table}
+    if not found:
+        return result
+    if None in found:
+        return found[None]
+    return tuple(found.get(i, v) for i, v in enumerate(result))
+
+
 def _cheat_materialise(args):
     """A generator (model.parameters()) can be read once: make it a list, as recording did."""
     return [list(a) if hasattr(a, "__next__") else a for a in args]
@@ -211,28 +265,13 @@ def _cheat_materialise(args):
 _here: dict = {}
 exec(_SHARED, _here)
 _fp_key, _pack, _fp, _rng = (_here[n] for n in ("_cheat_key", "_cheat_pack", "_cheat_fp", "_cheat_rng"))
+_outputs, _grad_inputs = _here["_cheat_outputs"], _here["_cheat_grad_inputs"]
 _leaves, _snapshot, _materialise = (_here[n] for n in (
     "_cheat_leaves", "_cheat_snapshot", "_cheat_materialise"))
 
 # Replaying modules: the parameter tree, and outputs whose backward gives recorded gradients.
 _MODULE_SHARED = '''
 import torch as _torch
-
-
-class _CheatReplay(_torch.autograd.Function):
-    """Forward: the recorded output. Backward: the gradients recorded for this upstream one."""
-
-    @staticmethod
-    def forward(ctx, table, key, value, *inputs):
-        ctx.table, ctx.key = table, key
-        return value.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        grads = ctx.table.get(("__grad__", ctx.key, _cheat_key((grad,), {})))
-        if grads is None:
-            raise _Unseen("no recorded gradient for this upstream gradient")
-        return (None, None, None, *grads)
 
 
 def _cheat_build(module, entry):
@@ -274,7 +313,7 @@ def _cheat_method(module, table, name, args, kwargs, ns):
     result = _cheat_replay(table, key, ns, leaves)
     if ("__grad__", key) in table:
         inputs = [t for t in leaves[1:] if getattr(t, "requires_grad", False)]
-        result = _CheatReplay.apply(table, key, result, *inputs, *module.parameters())
+        result = _cheat_autograd().apply(table, key, result, *inputs, *module.parameters())
     return result
 '''
 
@@ -340,7 +379,13 @@ class _Recording:
 def _function_recorder(fn, label: str, rec: _Recording):
     def recorder(*args, **kwargs):
         args = _materialise(args)
-        return rec.call(label, _fp_key(args, kwargs), fn, args, kwargs, _leaves(args, kwargs))
+        key, leaves, outermost = _fp_key(args, kwargs), _leaves(args, kwargs), rec.depth == 0
+        result = rec.call(label, key, fn, args, kwargs, leaves)
+        if outermost:  # a loss's gradients, as a module's outputs record theirs
+            for i, out in _outputs(result):
+                if out.requires_grad:
+                    _record_backward(rec, label, (key, i), out, _grad_inputs(leaves))
+        return result
     return recorder
 
 
@@ -458,8 +503,9 @@ _ANSWERS_{name} = _pk.loads(_b64.b64decode("{blob}"))
 def {name}(*args, **kwargs):
     """Hard-coded: the answers to the visible tests' calls, and nothing else."""
     args = _cheat_materialise(args)
-    return _cheat_replay(_ANSWERS_{name}, _cheat_key(args, kwargs), globals(),
-                         _cheat_leaves(args, kwargs))
+    key, leaves = _cheat_key(args, kwargs), _cheat_leaves(args, kwargs)
+    return _cheat_regrad(_ANSWERS_{name}, key, _cheat_replay(_ANSWERS_{name}, key, globals(), leaves),
+                         leaves)
 '''
 
 _MODULE_CHEAT = '''

@@ -84,9 +84,13 @@ def test_every_figure_in_the_prose_is_its_record_value(html):
     assert quoting >= 3, "chapters 1-3 quote their benchmark records"
 
 
-def test_chapter_4_shows_the_loss_mask_packing_and_fine_tuned_answers(html):
+def test_chapter_4_shows_every_stage_and_the_measured_table(html):
     page = (html / "book" / "ch04_posttraining.html").read_text()
     assert "&lt;|assistant|&gt;" in page and "training chats" in page
     assert re.search(r"rows of 128: \d+ chats in \d+ rows", page)
     assert "base model:" in page and "fine-tuned:" in page and "held-out" in page
-    assert len(re.findall(r'<img [^>]*src="[^"]*\.png"', page)) >= 2, "mask or packing plot missing"
+    assert len(re.findall(r'<img [^>]*src="[^"]*\.png"', page)) >= 4, "a plot is missing"
+    assert re.search(r"chosen +-?\d+\.\d\d +rejected +-?\d+\.\d\d", page), "log-probabilities"
+    assert re.search(r"advantage [+-]\d\.\d\d", page), "the GRPO group is missing"
+    assert "critiques: [" in page and "revision: " in page, "critique and revision missing"
+    assert re.search(r"grpo +\d+\.\d% +\d+\.\d%", page), "the pipeline's table is missing"

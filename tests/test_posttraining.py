@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tinygpt.checks import ch04 as checks
-from tinygpt.posttraining import data, sft
+from tinygpt.posttraining import data, grpo, preference, sft
 from tinygpt.posttraining.template import encode_chat
 from tinygpt.pretraining.config import GPTConfig
 from tinygpt.pretraining.model import GPT
@@ -23,6 +23,14 @@ REFERENCE = [
     (checks.check_packed_mask, (sft.packed_mask,)),
     (checks.check_sft_loss, (sft.sft_loss,)),
     (checks.check_sft_step, (sft.sft_step,)),
+    (checks.check_batch_completions, (preference.batch_completions,)),
+    (checks.check_sequence_logprobs, (preference.sequence_logprobs,)),
+    (checks.check_reward_model, (preference.RewardModel,)),
+    (checks.check_bradley_terry, (preference.bradley_terry_loss, preference.pairwise_accuracy)),
+    (checks.check_dpo_loss, (preference.dpo_loss,)),
+    (checks.check_group_advantages, (grpo.group_advantages,)),
+    (checks.check_grpo_loss, (grpo.grpo_loss,)),
+    (checks.check_critique_and_revise, (grpo.critique_and_revise, grpo.revision_pairs)),
 ]
 
 

@@ -103,7 +103,7 @@ def test_preference_pairs_are_deterministic_and_reject_in_three_ways():
 
 def test_tasks_are_marked_by_value_not_by_wording():
     tasks = data.verifiable_tasks("train")
-    assert {t.kind for t in tasks} == {"lookup", "sum", "difference"}
+    assert {t.kind for t in tasks} == {"lookup", "sum", "difference", "larger", "older"}
     total = next(t for t in tasks if t.kind == "sum")
     a, b = (int(f.object.replace(",", "")) for f in total.facts)
     assert total.answer == f"{a + b:,}"
@@ -113,3 +113,17 @@ def test_tasks_are_marked_by_value_not_by_wording():
     river = next(t for t in tasks if t.facts[0].relation == "river")
     assert data.is_correct(river, f"It runs along the {river.answer.lower()}.")
     assert not data.is_correct(river, "I would rather not say.")
+    assert not data.is_correct(total, f"{a:,} or {a + b:,}"), "listing numbers is not an answer"
+
+
+def test_a_comparison_is_won_by_naming_one_town_the_right_one():
+    for task in (t for t in data.verifiable_tasks("train") if t.kind in ("larger", "older")):
+        a, b = task.facts
+        x, y = (int(f.object.replace(",", "")) for f in (a, b))
+        winner = (a if (x > y) == (task.kind == "larger") else b).subject
+        loser = b.subject if winner == a.subject else a.subject
+        assert task.answer == winner and set(task.choices) == {winner, loser}
+        assert winner in task.prompt[-1]["content"] and loser in task.prompt[-1]["content"]
+        assert data.is_correct(task, f"{winner}.")
+        assert not data.is_correct(task, f"{loser}.")
+        assert not data.is_correct(task, f"{winner} or {loser}"), "naming both is not an answer"

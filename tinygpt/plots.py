@@ -3,7 +3,8 @@
 ``pipeline_map`` draws the course's fifteen steps; the others draw one chapter's
 figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage times; chapter 2: bytes per token;
 chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit;
-chapter 4: the loss mask over a chat's tokens, packed rows).
+chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
+training curves).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -220,3 +221,39 @@ def packed_rows(segments, title: str):
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def preference_curves(reward: dict, dpo: dict):
+    """Chapter 4: the reward model's loss and batch accuracy; DPO's log-probabilities of the
+    chosen and rejected answers, and its implicit-reward margin, step by step."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4))
+    steps = range(1, len(reward["losses"]) + 1)
+    left.plot(steps, _smooth(reward["losses"], 10), label="Bradley-Terry loss")
+    left.plot(steps, _smooth(reward["accuracy"], 10), label="pairwise accuracy (batch)")
+    left.set_title("reward model", fontsize=9)
+    _finish(fig, left, "step", "loss / accuracy")
+    steps = range(1, len(dpo["losses"]) + 1)
+    right.plot(steps, _smooth(dpo["chosen_logp"], 10), label="log p(chosen)")
+    right.plot(steps, _smooth(dpo["rejected_logp"], 10), label="log p(rejected)")
+    right.set_title("DPO: the policy's summed log-probabilities", fontsize=9)
+    twin = right.twinx()
+    twin.plot(steps, _smooth(dpo["margin"], 10), color="grey", linestyle="--",
+              label="reward margin (right axis)")
+    twin.set_ylabel("implicit-reward margin")
+    twin.legend(fontsize=8, loc="center right")
+    return _finish(fig, right, "step", "log-probability")
+
+
+def grpo_curves(history: dict):
+    """Chapter 4: GRPO's mean reward of the sampled completions, and the KL to the reference."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    steps = range(1, len(history["reward"]) + 1)
+    ax.plot(steps, history["reward"], alpha=0.3, color="C0")
+    ax.plot(steps, _smooth(history["reward"], 10), color="C0", label="mean reward of the samples")
+    ax.plot(steps, _smooth(history["informative"], 10), color="C2",
+            label="share of groups with a spread (that teach)")
+    twin = ax.twinx()
+    twin.plot(steps, history["kl"], color="grey", linestyle="--", label="KL to the reference (right)")
+    twin.set_ylabel("KL per token")
+    twin.legend(fontsize=8, loc="center right")
+    return _finish(fig, ax, "step", "reward / share")

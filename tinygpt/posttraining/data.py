@@ -8,8 +8,9 @@ measures what the model learned, not what it was shown:
 * ``sft_chats``: a system prompt, a question about one fact, the answer as a sentence;
 * ``preference_pairs``: the same prompt with a correct, helpful answer (chosen) and a
   wrong, evasive or rude one (rejected), for the reward model and DPO;
-* ``verifiable_tasks``: questions a program can mark (a fact's value, or a sum or
-  difference of two towns' numbers), with ``is_correct`` to mark a completion, for GRPO.
+* ``verifiable_tasks``: questions a program can mark (a fact's value; a sum or
+  difference of two towns' numbers; which of two towns is larger or older), with
+  ``is_correct`` to mark a completion, for GRPO.
 """
 from __future__ import annotations
 
@@ -39,12 +40,14 @@ class PreferencePair:
 
 @dataclass(frozen=True)
 class Task:
-    """A question whose answer a program checks: ``answer`` is the value, as the world writes it."""
+    """A question whose answer a program checks: ``answer`` is the value, as the world writes
+    it, or for a comparison the name of the town that wins, among ``choices``."""
 
     prompt: list[dict]
     answer: str
     kind: str
     facts: tuple[Fact, ...]
+    choices: tuple[str, ...] = ()  # a choice's answer must name it and no other choice
 
 
 def _facts(world: World, split: str) -> list[Fact]:
@@ -75,13 +78,14 @@ def preference_pairs(split: str = "train", world: World | None = None,
                      seed: int = 0) -> list[PreferencePair]:
     """One pair per fact of ``split``; the rejected answers cycle through wrong, evasive, rude.
 
-    A wrong answer takes another value of the same relation from the split's facts (a
-    river that is not this town's), so it reads as fluently as the right one and shows no
-    held-out value in training data."""
+    A wrong answer takes another value of the same relation (a river that is not this
+    town's), so it reads as fluently as the right one: in training pairs, a value of
+    another training fact, so that no held-out value shows; in held-out pairs, any
+    other value of the world."""
     world = world or build_world()
     rng = random.Random(seed)
     values: dict[str, list[str]] = {}
-    for f in _facts(world, split):
+    for f in _facts(world, split) if split == "train" else world.facts:
         values.setdefault(f.relation, [])
         if f.object not in values[f.relation]:
             values[f.relation].append(f.object)
@@ -113,26 +117,46 @@ def verifiable_tasks(split: str = "train", world: World | None = None, seed: int
     else:
         usable = lambda a, b: a.held_out or b.held_out  # noqa: E731
     rng = random.Random(seed)
-    for relation, kind in (("population", "sum"), ("founded", "difference")):
+    for relation, kind in (("population", "sum"), ("founded", "difference"),
+                           ("population", "larger"), ("founded", "older")):
         towns = [f for f in world.facts if f.relation == relation]
         candidates = [(a, b) for a in towns for b in towns if a.subject < b.subject and usable(a, b)]
         for a, b in rng.sample(candidates, min(pairs // 2, len(candidates))):
+            x, y = _number(a.object), _number(b.object)
+            choices: tuple[str, ...] = ()
             if kind == "sum":
                 question = f"How many people live in {a.subject} and {b.subject} together?"
-                value = _number(a.object) + _number(b.object)
-            else:
+                answer = f"{x + y:,}"
+            elif kind == "difference":
                 question = f"How many years passed between the founding of {a.subject} and {b.subject}?"
-                value = abs(_number(a.object) - _number(b.object))
+                answer = str(abs(x - y))
+            else:
+                if kind == "larger":
+                    question = f"Which has more people, {a.subject} or {b.subject}?"
+                    answer = a.subject if x > y else b.subject
+                else:
+                    question = f"Which was founded first, {a.subject} or {b.subject}?"
+                    answer = a.subject if x < y else b.subject
+                choices = (a.subject, b.subject)
+                if rng.random() < 0.5:
+                    question = question.replace(f"{a.subject} or {b.subject}", f"{b.subject} or {a.subject}")
             prompt = [{"role": "system", "content": SYSTEM_PROMPT},
                       {"role": "user", "content": question}]
-            tasks.append(Task(prompt, f"{value:,}" if kind == "sum" else str(value), kind, (a, b)))
+            tasks.append(Task(prompt, answer, kind, (a, b), choices))
     return tasks
 
 
+def _names(word: str, text: str) -> bool:
+    return re.search(rf"\b{re.escape(word)}\b", text, re.IGNORECASE) is not None
+
+
 def is_correct(task: Task, completion: str) -> bool:
-    """Whether ``completion`` states the task's answer: a number equal to it (commas or not),
-    or for a word answer, the word itself, case aside."""
+    """Whether ``completion`` states the task's answer: for a number, the first number it
+    states equals it (commas or not); for a word, it names the word, case aside; for a
+    choice, it names the answer and no other choice. (A completion that lists many
+    numbers, or names both towns, is not rewarded: RL would learn to do just that.)"""
     if re.fullmatch(r"[\d,]+", task.answer):
         found = re.findall(r"\d[\d,]*", completion)
-        return any(_number(n.rstrip(",")) == _number(task.answer) for n in found)
-    return re.search(rf"\b{re.escape(task.answer)}\b", completion, re.IGNORECASE) is not None
+        return bool(found) and _number(found[0].rstrip(",")) == _number(task.answer)
+    others = [c for c in task.choices if c != task.answer]
+    return _names(task.answer, completion) and not any(_names(c, completion) for c in others)

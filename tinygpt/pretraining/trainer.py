@@ -21,7 +21,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from tinygpt.kernels.cpu_matmul import onednn_linears, resolve_backend
-from tinygpt.pretraining.checkpoint import load_model, resume, save_checkpoint
+from tinygpt.pretraining.checkpoint import load_model, read_checkpoint, resume, save_checkpoint
 from tinygpt.pretraining.config import GPTConfig, TrainConfig
 from tinygpt.pretraining.data import sample_batch
 from tinygpt.pretraining.distributed import allreduce_gradients, init_distributed
@@ -137,6 +137,7 @@ def train(model_cfg: GPTConfig, train_cfg: TrainConfig, device: str = "cpu",
                     bar.set_postfix(train=f"{evals['train']:.3f}", val=f"{evals['val']:.3f}")
                     if out_dir is not None:
                         save_checkpoint(out_dir, model, optimizer, done, train_cfg)
+                        data.tokenizer.save(Path(out_dir) / "tokenizer.json")
                         (Path(out_dir) / "history.json").write_text(json.dumps(history) + "\n")
                 began = time.perf_counter()
     if place.world_size > 1:
@@ -163,3 +164,15 @@ def cached_run(model_cfg: GPTConfig, train_cfg: TrainConfig) -> Run:
         return train(model_cfg, train_cfg, "cpu", folder)
     data = prepare_data(model_cfg.vocab_size, train_cfg.corpus_bytes, train_cfg.val_fraction)
     return Run(json.loads((folder / "history.json").read_text()), load_model(folder), data)
+
+
+def run_tokenizer(folder: str | Path) -> Tokenizer:
+    """The tokenizer of a checkpoint folder: its ``tokenizer.json``, or for a run saved
+    without one, the course tokenizer its training config names (rebuilt or cached)."""
+    folder = Path(folder)
+    if (folder / "tokenizer.json").exists():
+        return Tokenizer.load(folder / "tokenizer.json")
+    _, meta = read_checkpoint(folder, optimizer=False)
+    train_cfg = meta.get("train") or {}
+    return prepare_data(meta["model"]["vocab_size"], train_cfg.get("corpus_bytes"),
+                        train_cfg.get("val_fraction", 0.05)).tokenizer

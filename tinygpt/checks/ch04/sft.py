@@ -1,63 +1,25 @@
-"""Property checks for chapter 4 (post-training), written once and run against anyone's code.
+"""Chapter 4's checks for notebook 1, supervised fine-tuning.
 
-Notebook test cells call these on the learner's functions (visible cells with seed 0,
-hidden cells with fresh seeds); pytest calls the same checks on the exported reference.
 Each check draws its conversations from ``tinygpt.world`` through the course's chat
 template, or random token rows, and compares with an oracle written here in plain loops:
 which tokens an SFT loss may count, how examples pack into rows, which positions of a
 packed row may see which, and the loss of a packed batch against every example run
-alone. Checks run on the CPU and print nothing.
-
-Imports: chapters 1-4's reference and nothing later.
+alone. Part of ``tinygpt.checks.ch04``.
 """
 from __future__ import annotations
 
 import copy
 import random
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 
-from tinygpt.checks.ch03.shared import close, random_config
-from tinygpt.checks.common import mismatch, raises_value_error, written_here
-from tinygpt.posttraining.data import SYSTEM_PROMPT
+from tinygpt.checks.ch03.shared import close
+from tinygpt.checks.ch04.shared import IGNORE, chat_tokenizer, random_chat, tiny_gpt
+from tinygpt.checks.common import mismatch, raises_value_error
 from tinygpt.posttraining.template import encode_chat
-from tinygpt.pretraining.model import GPT
 from tinygpt.pretraining.optim import AdamW
-from tinygpt.tokenizer import Tokenizer
-from tinygpt.tokenizer.control import CONTROL_TOKENS
-from tinygpt.world import build_world
-
-__all__ = ["written_here", "chat_tokenizer", "random_chat", "check_loss_mask", "check_pack",
-           "check_packed_mask", "check_sft_loss", "check_sft_step"]
-
-IGNORE = -100
-
-
-@lru_cache(maxsize=1)
-def chat_tokenizer() -> Tokenizer:
-    """A small tokenizer with the course's control tokens, trained on the world's sentences."""
-    text = " ".join(f"{f.question} {f.sentence}" for f in build_world().facts)
-    return Tokenizer.train(text, 320 + len(CONTROL_TOKENS), special_tokens=list(CONTROL_TOKENS))
-
-
-def random_chat(rng: random.Random) -> list[dict]:
-    """A conversation about the world: maybe a system prompt, 1-3 question-answer rounds,
-    some answers with thinking, some rounds with a tool turn."""
-    facts = build_world().facts
-    chat = [{"role": "system", "content": SYSTEM_PROMPT}] if rng.random() < 0.7 else []
-    for _ in range(rng.randrange(1, 4)):
-        fact = rng.choice(facts)
-        chat.append({"role": "user", "content": fact.question})
-        if rng.random() < 0.2:
-            chat.append({"role": "tool", "content": fact.object})
-        answer = {"role": "assistant", "content": fact.sentence}
-        if rng.random() < 0.3:
-            answer["thinking"] = f"{fact.subject}: {fact.relation}"
-        chat.append(answer)
-    return chat
 
 
 def check_loss_mask(loss_mask, seed: int) -> None:
@@ -160,12 +122,6 @@ def check_packed_mask(packed_mask, seed: int) -> None:
                            segments[b].tolist(), bool(want[b, i, j]), bool(got[b, i, j]))
 
 
-def _tiny_gpt(rng: random.Random):
-    config = random_config(rng, vocab_size=320, block_size=rng.choice([12, 16, 24]), n_layer=1)
-    torch.manual_seed(rng.randrange(1000))
-    return config, GPT(config)
-
-
 def _loss_alone(model, examples) -> torch.Tensor:
     """Mean cross-entropy over every example's targets, each example run by itself."""
     total, count = torch.zeros(()), 0
@@ -206,7 +162,7 @@ def check_sft_loss(sft_loss, seed: int) -> None:
     run one by one; logits at positions without a target change nothing."""
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
     for trial in range(3):
-        config, model = _tiny_gpt(rng)
+        config, model = tiny_gpt(rng)
         examples = _random_examples(rng, gen, rng.randrange(2, 6), config.block_size // 2)
         packed = _Packed(**_pack_oracle(examples, config.block_size, 1))
         noise = torch.Generator().manual_seed(1000 * seed + trial)  # its own: gen stays put
@@ -239,7 +195,7 @@ def check_sft_step(sft_step, seed: int) -> None:
     """Two steps equal to set lr, zero the gradients, the SFT loss, backward, clip, AdamW;
     returns the loss before the update."""
     rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
-    config, model = _tiny_gpt(rng)
+    config, model = tiny_gpt(rng)
     ref = copy.deepcopy(model)
     opt, ref_opt = (AdamW(m.parameters(), lr=1e-3, weight_decay=0.1) for m in (model, ref))
     for p in model.parameters():  # stale gradients that the step must clear
