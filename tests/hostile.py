@@ -147,6 +147,10 @@ def _strip(frame, event, arg):
     return _strip
 sys.settrace(_strip)
 """
+CTYPES = """
+import ctypes
+_setattr = ctypes.pythonapi.PyObject_SetAttrString  # would write past every audited setattr
+"""
 SIGNALS = """
 import signal
 for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGXCPU):
@@ -405,6 +409,7 @@ def full_set(nb: Notebook, course: Path, submitted: Path, out: Path) -> list[Att
         Attack("patched builtins", "tampered", False, n(with_prelude(nb, PATCHED_BUILTINS))),
         Attack("IPython transformers", "ok", False, n(with_prelude(nb, IPYTHON))),
         Attack("settrace", "tampered", False, n(with_prelude(nb, SETTRACE))),
+        Attack("ctypes from a cell", "tampered", False, n(with_prelude(nb, CTYPES))),
         Attack("signal handlers", "ok", False, n(with_prelude(nb, SIGNALS))),
         Attack("SystemExit", "ok", False, n(_every_answer(nb, FUNCTIONS_SYSTEMEXIT.format(names=names)))),
         Attack("os._exit in tests", "ok", False, n(_every_answer(nb, FUNCTIONS_EXIT.format(names=names)))),

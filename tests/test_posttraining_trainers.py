@@ -99,3 +99,13 @@ def test_grpo_raises_the_reward_of_a_task_the_model_can_learn():
     assert early < 0.5 and late > 0.8, history["reward"]
     assert history["kl"][-1] > history["kl"][0], "the policy moved away from its reference"
     assert data.is_correct(task, answer(after, tok, prompt, max_new_tokens=4))
+
+
+def test_the_align_command_names_a_missing_checkpoint(tmp_path, capsys):
+    from tinygpt import align
+
+    with pytest.raises(SystemExit) as exit_:
+        align.main(["--base", str(tmp_path / "nothing-here"), "--quiet"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a checkpoint" in err and "make train" in err, err
