@@ -30,7 +30,7 @@ from tinygpt.posttraining.finetune import SFTConfig, exact_match, finetune
 from tinygpt.posttraining.grpo import revision_pairs
 from tinygpt.posttraining.preference_training import (DPOConfig, RewardConfig, dpo,
                                                       reward_accuracy, train_reward_model)
-from tinygpt.posttraining.rl import GRPOConfig, grpo, sample_groups, task_accuracy
+from tinygpt.posttraining.rl import GRPOConfig, grpo, reply_text, sample_groups, task_accuracy
 from tinygpt.posttraining.template import encode_chat
 from tinygpt.pretraining.checkpoint import load_model, save_checkpoint
 from tinygpt.pretraining.model import GPT
@@ -46,9 +46,9 @@ def revised_pairs(model: GPT, tokenizer: Tokenizer, items: list, seed: int = 0) 
     """One sampled draft per (chat, fact) item, critiqued and revised against PRINCIPLES."""
     prompts = [[m for m in chat if m["role"] != "assistant"] for chat, _ in items]
     ids = [encode_chat(tokenizer, p, generation_prompt=True).ids for p in prompts]
-    end = tokenizer.special_tokens[END]
-    groups = sample_groups(model, ids, 1, 40, 1.0, end, torch.Generator().manual_seed(seed))
-    drafts = [tokenizer.decode([t for t in g[0] if t != end]).strip() for g in groups]
+    groups = sample_groups(model, ids, 1, 40, 1.0, tokenizer.special_tokens[END],
+                           torch.Generator().manual_seed(seed))
+    drafts = [reply_text(tokenizer, g[0]).strip() for g in groups]
     return revision_pairs(prompts, [f for _, f in items], drafts, PRINCIPLES)
 
 

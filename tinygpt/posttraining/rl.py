@@ -25,9 +25,10 @@ from tinygpt.posttraining.data import Task, is_correct
 from tinygpt.posttraining.finetune import answer
 from tinygpt.posttraining.grpo import group_advantages, grpo_loss
 from tinygpt.posttraining.preference import Completions, batch_completions
+from tinygpt.posttraining.preference_training import scheduled
 from tinygpt.posttraining.template import encode_chat
 from tinygpt.pretraining.model import GPT
-from tinygpt.pretraining.optim import AdamW, clip_grad_norm, lr_at, param_groups
+from tinygpt.pretraining.optim import AdamW, clip_grad_norm, param_groups
 from tinygpt.tokenizer import Tokenizer
 from tinygpt.tokenizer.control import END, EOT
 
@@ -83,6 +84,12 @@ def sample_groups(model: GPT, prompts: list[list[int]], group_size: int, max_new
     return [out[i * group_size:(i + 1) * group_size] for i in range(len(prompts))]
 
 
+def reply_text(tokenizer: Tokenizer, completion: list[int]) -> str:
+    """A sampled completion as text, without its closing ``<|end|>``."""
+    end = tokenizer.special_tokens[END]
+    return tokenizer.decode([t for t in completion if t != end])
+
+
 def token_logprobs(model: GPT, batch: Completions) -> torch.Tensor:
     """(B, T - 1): log p of each row's token t + 1 given the tokens before it."""
     logits = model(batch.tokens[:, :-1]).float()
@@ -111,8 +118,8 @@ def grpo(policy: GPT, tokenizer: Tokenizer, tasks: list[Task], config: GRPOConfi
         ids = [encode_chat(tokenizer, task.prompt, generation_prompt=True).ids for task in drawn]
         groups = sample_groups(policy, ids, config.group_size, config.max_new_tokens,
                                config.temperature, end, gen)
-        marks = [[float(is_correct(task, tokenizer.decode([t for t in c if t != end])))
-                  for c in group] for task, group in zip(drawn, groups)]
+        marks = [[float(is_correct(task, reply_text(tokenizer, c))) for c in group]
+                 for task, group in zip(drawn, groups)]
         prompts = [p for p in ids for _ in range(config.group_size)]
         completions = [c for group in groups for c in group]
         rewards = torch.tensor(marks)
@@ -120,8 +127,7 @@ def grpo(policy: GPT, tokenizer: Tokenizer, tasks: list[Task], config: GRPOConfi
         batch = batch_completions(prompts, completions, pad, policy.config.block_size + 1).to(device)
         with torch.no_grad():
             old, ref = token_logprobs(policy, batch), token_logprobs(reference, batch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, config.max_lr, config.min_lr, config.warmup_steps, config.steps)
+        scheduled(optimizer, step, config)
         optimizer.zero_grad(set_to_none=True)
         loss, kl = grpo_loss(token_logprobs(policy, batch), old, ref, advantages,
                              batch.completion[:, 1:], config.clip_eps, config.beta)
