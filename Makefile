@@ -70,3 +70,10 @@ align: setup  ## post-train the make-train checkpoint: SFT, reward model, DPO, G
 
 align-record: setup  ## the default post-training run, and update the committed record the book reads
 	$(BIN)/python -m tinygpt.align --report bench/results/posttraining_align_cpu.json
+
+.PHONY: quantize quantize-record
+quantize: setup  ## size and perplexity of every quantisation scheme on the make-train checkpoint
+	$(BIN)/python -m tinygpt.quantize compare $(ARGS)
+
+quantize-record: setup  ## the same, and update the committed record the book reads
+	$(BIN)/python -m tinygpt.quantize compare --batches 64 --report bench/results/deployment_quantize_cpu.json

@@ -1,13 +1,12 @@
 """Every chapter 4 check rejects a plausible wrong answer (a test must be able to fail)."""
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from tinygpt.checks import ch04 as checks
 from tinygpt.posttraining import grpo, preference, sft
-from conftest import seeds_rejecting
+from conftest import mutant_tests
 
 
 def _mask_with_role_tokens(encoded):  # trains on <|assistant|> too
@@ -232,21 +231,5 @@ MUTANTS = [
 ]
 
 
-@pytest.mark.parametrize("check,units", MUTANTS, ids=lambda x: "+".join(
-    getattr(u, "__name__", "fn") for u in x) if isinstance(x, tuple) else x.__name__)
-def test_check_rejects_a_wrong_answer(check, units):
-    failures = seeds_rejecting(check, units, 4)
-    assert failures >= 3, f"{check.__name__} let a wrong answer through on {4 - failures} seeds"
-
-
-def test_every_check_has_a_mutant():
-    assert {c.__name__ for c, _ in MUTANTS} == {n for n in checks.__all__ if n.startswith("check_")}
-
-
-def test_stubs_fail_every_check():
-    def stub(*args, **kwargs):
-        raise NotImplementedError
-
-    for check, units in MUTANTS:
-        with pytest.raises((NotImplementedError, AssertionError)):
-            check(*[stub] * len(units), seed=0)
+test_check_rejects_a_wrong_answer, test_every_check_has_a_mutant, test_stubs_fail_every_check = \
+    mutant_tests(MUTANTS, checks)

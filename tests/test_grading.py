@@ -87,6 +87,12 @@ NOTEBOOKS = [(a, p.stem) for a in ASSIGNMENTS
 # Visible tests that watch side effects, which a replay of recorded answers cannot fake.
 REPLAY_CANNOT_PASS = {
     "test_run_pipeline": "the check records which documents each step is called with",
+    # Units that build working modules out of modules: a replay of recorded values has no
+    # module to give back (QuantLinear.from_linear is a classmethod; quantize_model swaps
+    # layers in place; load_quantized returns a new model).
+    "test_quant_linear": "QuantLinear.from_linear builds a module from an nn.Linear",
+    "test_quantize_model": "quantize_model replaces a model's layers in place",
+    "test_save_load": "load_quantized returns a new model built from files",
 }
 
 

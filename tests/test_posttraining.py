@@ -16,6 +16,7 @@ from tinygpt.posttraining.template import encode_chat
 from tinygpt.pretraining.config import GPTConfig
 from tinygpt.pretraining.model import GPT
 from tinygpt.tokenizer.control import END
+from conftest import reference_tests
 
 REFERENCE = [
     (checks.check_loss_mask, (sft.loss_mask,)),
@@ -34,14 +35,8 @@ REFERENCE = [
 ]
 
 
-def test_every_check_is_run_on_the_reference():
-    assert {c.__name__ for c, _ in REFERENCE} == {n for n in checks.__all__ if n.startswith("check_")}
-
-
-@pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize("check,units", REFERENCE, ids=lambda x: getattr(x, "__name__", "units"))
-def test_reference_passes_its_checks(check, units, seed):
-    check(*units, seed=seed)
+test_every_check_is_run_on_the_reference, test_reference_passes_its_checks = \
+    reference_tests(REFERENCE, checks, range(12))
 
 
 def test_a_chat_without_an_assistant_turn_is_refused_by_its_index():

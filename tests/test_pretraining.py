@@ -22,6 +22,7 @@ from tinygpt.pretraining.model import GPT, lm_loss
 from tinygpt.pretraining.optim import AdamW, param_groups
 from tinygpt.pretraining.probe import attention_maps
 from tinygpt.pretraining.step import train_step
+from conftest import reference_tests
 
 REFERENCE = [
     (checks.check_rope, (attention.rope_cache, attention.apply_rope)),
@@ -45,14 +46,8 @@ REFERENCE = [
 ]
 
 
-def test_every_check_is_run_on_the_reference():
-    assert {c.__name__ for c, _ in REFERENCE} == {n for n in checks.__all__ if n.startswith("check_")}
-
-
-@pytest.mark.parametrize("seed", range(40, 44))
-@pytest.mark.parametrize("check,units", REFERENCE, ids=lambda x: getattr(x, "__name__", ""))
-def test_reference_passes_its_checks(check, units, seed):
-    check(*units, seed=seed)
+test_every_check_is_run_on_the_reference, test_reference_passes_its_checks = \
+    reference_tests(REFERENCE, checks, range(40, 44))
 
 
 def _tiny(**changes) -> GPTConfig:

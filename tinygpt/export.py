@@ -19,8 +19,15 @@ text to the course's ids. One difference: HF always reads control-token text suc
 does; the course's default ``encode`` refuses such text and ``encode_ordinary`` (which
 the chat template uses for message content) spells it out as plain text.
 
-Leaves out mixture-of-experts models (Llama has no experts; Mixtral's format would be
-another exporter) and GGUF (llama.cpp), which needs the ``gguf`` package.
+    python -m tinygpt.export gguf CHECKPOINT OUT.gguf   # llama.cpp's single-file format
+
+The GGUF export (``gguf``, the format's own Python writer) holds the same float32
+weights under llama.cpp's tensor names, with the byte-level BPE vocabulary, merges and
+chat template as metadata. llama.cpp's Llama rotates *interleaved* pairs (feature
+``2i`` with ``2i + 1``), so there the q and k rows of each head are permuted from the
+course's halves into pairs (row ``i`` to ``2i``, row ``i + D/2`` to ``2i + 1``), as
+llama.cpp's own converter does for Hugging Face checkpoints. Mixture-of-experts models
+are refused (Llama has no experts; Mixtral's format would be another exporter).
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import gguf
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import save_file
@@ -43,6 +51,15 @@ from tinygpt.pretraining.model import GPT
 from tinygpt.pretraining.trainer import run_tokenizer
 from tinygpt.tokenizer import Tokenizer
 from tinygpt.tokenizer.control import CONTROL_TOKENS, END, END_THINK, EOT, ROLES, THINK
+from tinygpt.tokenizer.openai import O200K_PATTERN
+from tinygpt.tokenizer.primitives import GPT4_PATTERN
+
+# llama.cpp picks its pre-tokenizer regex by name: these are the course's two patterns
+GGUF_PRE = {GPT4_PATTERN: "llama-bpe", O200K_PATTERN: "gpt-4o"}
+GGUF_NAMES = {"input_layernorm": "attn_norm", "self_attn.q_proj": "attn_q",
+              "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+              "self_attn.o_proj": "attn_output", "post_attention_layernorm": "ffn_norm",
+              "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down"}
 
 
 def hf_config(model: GPT, tokenizer: Tokenizer) -> dict:
@@ -182,17 +199,113 @@ def export_hf(model: GPT, tokenizer: Tokenizer, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def interleave_rope_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
+    """q or k rows of each head from rotate-half order (i with i + D/2) to pairs (2i, 2i + 1)."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).transpose(1, 2).reshape(w.shape)
+
+
+def gguf_vocabulary(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
+    """The tokens (byte-level spelling, ``vocab_size`` of them), their types and the merges."""
+    spell = bytes_to_unicode()
+    names = {i: "".join(spell[b] for b in tokenizer.vocab[i]) for i in range(256 + len(tokenizer.merges))}
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]  # ids the embedding has and the tokenizer not
+    types = [int(gguf.TokenType.UNUSED)] * vocab_size
+    for i, name in names.items():
+        tokens[i], types[i] = name, int(gguf.TokenType.NORMAL)
+    for text, i in tokenizer.special_tokens.items():
+        tokens[i], types[i] = text, int(gguf.TokenType.CONTROL)
+    merges = [f"{names[a]} {names[b]}" for a, b in tokenizer.merges]  # rank order
+    return tokens, types, merges
+
+
+def export_gguf(model: GPT, tokenizer: Tokenizer, out_file: str | Path) -> Path:
+    """Write ``model`` and ``tokenizer`` as one llama.cpp GGUF file (float32), atomically."""
+    c, out_file = model.config, Path(out_file)
+    if c.n_expert:
+        raise ValueError("a mixture-of-experts model has no Llama GGUF equivalent")
+    if tokenizer.pattern not in GGUF_PRE:
+        raise ValueError("llama.cpp names its pre-tokenizers; this tokenizer's split pattern "
+                         "is neither GPT-4's nor o200k's")
+    if tokenizer.n_vocab > c.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.n_vocab} ids, the model only {c.vocab_size}")
+    if out_file.exists():
+        raise ValueError(f"{out_file} exists; pick a new file name")
+    staging = out_file.with_name(f".{out_file.name}.tmp")
+    try:
+        _write_gguf(model, tokenizer, staging)
+        os.replace(staging, out_file)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return out_file
+
+
+def _write_gguf(model: GPT, tokenizer: Tokenizer, path: Path) -> None:
+    c = model.config
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_name("tinygpt")
+    writer.add_context_length(c.block_size)
+    writer.add_embedding_length(c.n_embd)
+    writer.add_block_count(c.n_layer)
+    writer.add_feed_forward_length(c.hidden)
+    writer.add_head_count(c.n_head)
+    writer.add_head_count_kv(c.kv_heads)
+    writer.add_rope_dimension_count(c.head_dim)
+    writer.add_rope_freq_base(c.rope_base)
+    writer.add_layer_norm_rms_eps(c.norm_eps)
+    writer.add_vocab_size(c.vocab_size)
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    tokens, types, merges = gguf_vocabulary(tokenizer, c.vocab_size)
+    writer.add_tokenizer_model("gpt2")  # llama.cpp's name for byte-level BPE
+    writer.add_tokenizer_pre(GGUF_PRE[tokenizer.pattern])
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(merges)
+    specials = tokenizer.special_tokens
+    if EOT in specials:
+        writer.add_bos_token_id(specials[EOT])
+        writer.add_eos_token_id(specials.get(END, specials[EOT]))  # a chat turn ends at <|end|>
+    if all(t in specials for t in CONTROL_TOKENS):
+        writer.add_chat_template(chat_template())
+    for name, w in hf_state_dict(model).items():
+        if name.endswith("q_proj.weight"):
+            w = interleave_rope_rows(w, c.n_head)
+        elif name.endswith("k_proj.weight"):
+            w = interleave_rope_rows(w, c.kv_heads)
+        writer.add_tensor(gguf_name(name), w.contiguous().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def gguf_name(hf_name: str) -> str:
+    """llama.cpp's name for an HF Llama weight (``model.layers.3.mlp.up_proj.weight`` ->
+    ``blk.3.ffn_up.weight``)."""
+    if hf_name == "model.embed_tokens.weight":
+        return "token_embd.weight"
+    if hf_name == "model.norm.weight":
+        return "output_norm.weight"
+    _, _, layer, rest = hf_name.split(".", 3)
+    return f"blk.{layer}.{GGUF_NAMES[rest.removesuffix('.weight')]}.weight"
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     formats = parser.add_subparsers(dest="format", required=True, metavar="FORMAT")
     hf = formats.add_parser("hf", help="a Hugging Face transformers Llama checkpoint")
     hf.add_argument("checkpoint", type=Path, help="a course checkpoint folder (config.json, "
                     "model.safetensors, tokenizer.json), e.g. .cache/runs/cpu-aligned")
-    hf.add_argument("out_dir", type=Path, help="the new folder (absent or empty)")
+    hf.add_argument("out", type=Path, help="the new folder (absent or empty)")
+    gg = formats.add_parser("gguf", help="a llama.cpp GGUF file (float32)")
+    gg.add_argument("checkpoint", type=Path, help="a course checkpoint folder")
+    gg.add_argument("out", type=Path, help="the new .gguf file")
     args = parser.parse_args(argv)
-    out = args.out_dir
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = args.out
+    if args.format == "hf" and out.exists() and (not out.is_dir() or any(out.iterdir())):
         parser.error(f"{out} exists and is not an empty folder; pick a new OUT_DIR")
+    if args.format == "gguf" and out.exists():
+        parser.error(f"{out} exists; pick a new file name")
     try:
         model = load_model(args.checkpoint)
         tokenizer = run_tokenizer(args.checkpoint)
@@ -200,11 +313,12 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error(f"{err}\n(a course checkpoint folder holds config.json and "
                      "model.safetensors; `make train` writes one to .cache/runs/cpu)")
     try:
-        export_hf(model, tokenizer, out)
+        (export_hf if args.format == "hf" else export_gguf)(model, tokenizer, out)
     except (ValueError, OSError) as err:
         parser.error(str(err))
-    print(f"exported {args.checkpoint} to {out}: load it with "
-          f"transformers.LlamaForCausalLM.from_pretrained({str(out)!r})")
+    how = (f"transformers.LlamaForCausalLM.from_pretrained({str(out)!r})" if args.format == "hf"
+           else f"llama.cpp (llama-cli -m {out}) or gguf.GGUFReader")
+    print(f"exported {args.checkpoint} to {out}: load it with {how}")
     return out
 
 

@@ -4,7 +4,8 @@
 figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage times; chapter 2: bytes per token;
 chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit;
 chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
-training curves).
+training curves; chapter 6: the quantisation grid over a weight histogram, bits against
+perplexity).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -257,3 +258,30 @@ def grpo_curves(history: dict):
     twin.set_ylabel("KL per token")
     twin.legend(fontsize=8, loc="center right")
     return _finish(fig, ax, "step", "reward / share")
+
+
+def quantisation_grid(weights, int8_levels, int4_levels, title: str):
+    """Chapter 6: a histogram of real weights with the values int8 and int4 can store."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.2), sharex=True)
+    names = ("int8: 255 levels (every 8th drawn), one scale per row",
+             "int4: 16 levels, one scale per group (here the whole row)")
+    for ax, levels, name in ((top, int8_levels, names[0]), (bottom, int4_levels, names[1])):
+        ax.hist(weights, bins=80, color="#a0aec0")
+        for level in levels:
+            ax.axvline(level, color="#c05621", lw=0.6, alpha=0.7)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("weights")
+    top.text(0.01, 0.85, title, transform=top.transAxes, fontsize=8, color="#4a5568")
+    return _finish(fig, bottom, "weight value", "weights", legend=False)
+
+
+def bits_vs_perplexity(rows: list[dict]):
+    """Chapter 6: validation perplexity against bits per linear weight, a point per scheme."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for row in rows:
+        ax.plot(row["linear_bits"], row["perplexity"], "o", color="#2b6cb0")
+        ax.annotate(row["scheme"], (row["linear_bits"], row["perplexity"]), fontsize=8,
+                    textcoords="offset points", xytext=(5, 4))
+    ax.set_xscale("log", base=2)
+    return _finish(fig, ax, "bits per weight of the linear layers (log scale)",
+                   "validation perplexity", log_grid=True, legend=False)

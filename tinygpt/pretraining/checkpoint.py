@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -50,6 +51,10 @@ def restore_state(model: GPT, optimizer: torch.optim.Optimizer | None,
     missing = [n for n in params if f"model.{n}" not in tensors]
     if missing:
         raise ValueError(f"checkpoint lacks weights {missing[:5]}")
+    wrong = [f"{n} is {tuple(tensors[f'model.{n}'].shape)}, the config needs {tuple(p.shape)}"
+             for n, p in params.items() if tensors[f"model.{n}"].shape != p.shape]
+    if wrong:
+        raise ValueError(f"checkpoint's weights do not match its config: {'; '.join(wrong[:3])}")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(tensors[f"model.{name}"])
@@ -94,11 +99,18 @@ def read_checkpoint(directory: str | Path, device: str = "cpu", optimizer: bool 
     if meta.get("version") != FORMAT_VERSION:
         raise ValueError(f"{directory}: checkpoint version {meta.get('version')!r}, "
                          f"this code reads {FORMAT_VERSION}")
-    tensors = {f"model.{k}": v for k, v in load_file(directory / "model.safetensors", device).items()}
+    tensors = {f"model.{k}": v for k, v in _tensors(directory / "model.safetensors", device).items()}
     if optimizer and (directory / "optimizer.safetensors").exists():
         tensors.update({f"optimizer.{k}": v for k, v in
-                        load_file(directory / "optimizer.safetensors", device).items()})
+                        _tensors(directory / "optimizer.safetensors", device).items()})
     return tensors, meta
+
+
+def _tensors(path: Path, device: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path, device)
+    except (OSError, SafetensorError) as err:
+        raise ValueError(f"{path}: cannot be read ({err})") from None
 
 
 def load_model(directory: str | Path, device: str = "cpu") -> GPT:

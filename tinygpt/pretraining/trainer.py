@@ -156,10 +156,15 @@ def _prepare_once(model_cfg, train_cfg, place, progress) -> Data:
     return data
 
 
+def cached_run_folder(model_cfg: GPTConfig, train_cfg: TrainConfig) -> Path:
+    """Where :func:`cached_run` keeps this run's checkpoint (keyed by the configs and the code)."""
+    key = cache_key(model_cfg, train_cfg, code=("pretraining", "tokenizer", "kernels"))
+    return CACHE_DIR / f"ch03-run-{key}"
+
+
 def cached_run(model_cfg: GPTConfig, train_cfg: TrainConfig) -> Run:
     """``train`` on the CPU, or its result from the cache: the book's runs build on demand."""
-    key = cache_key(model_cfg, train_cfg, code=("pretraining", "tokenizer", "kernels"))
-    folder = CACHE_DIR / f"ch03-run-{key}"
+    folder = cached_run_folder(model_cfg, train_cfg)
     if not (folder / "history.json").exists():
         return train(model_cfg, train_cfg, "cpu", folder)
     data = prepare_data(model_cfg.vocab_size, train_cfg.corpus_bytes, train_cfg.val_fraction)
