@@ -48,6 +48,7 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/pretraining_step.py --compile
 	$(BIN)/python bench/curation_minhash.py
 	$(BIN)/python bench/posttraining_dpo.py
+	$(BIN)/python bench/deployment_matvec.py
 
 split: setup  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
 	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))
