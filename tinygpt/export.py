@@ -119,10 +119,16 @@ def bytes_to_unicode() -> dict[int, str]:
     return chars
 
 
+def byte_level_names(tokenizer: Tokenizer) -> dict[int, str]:
+    """Each ordinary token's bytes spelt in GPT-2's printable characters, by id."""
+    spell = bytes_to_unicode()
+    return {i: "".join(spell[b] for b in tokenizer.vocab[i])
+            for i in range(256 + len(tokenizer.merges))}
+
+
 def hf_tokenizer(tokenizer: Tokenizer) -> HFTokenizer:
     """The course tokenizer as a ``tokenizers`` byte-level BPE with the same ids."""
-    spell = bytes_to_unicode()
-    names = {i: "".join(spell[b] for b in tokenizer.vocab[i]) for i in range(256 + len(tokenizer.merges))}
+    names = byte_level_names(tokenizer)
     vocab = {name: i for i, name in names.items()}
     if len(vocab) != len(names):
         raise ValueError("two merges produce the same bytes; a BPE vocabulary needs unique tokens")
@@ -206,8 +212,7 @@ def interleave_rope_rows(w: torch.Tensor, heads: int) -> torch.Tensor:
 
 def gguf_vocabulary(tokenizer: Tokenizer, vocab_size: int) -> tuple[list[str], list[int], list[str]]:
     """The tokens (byte-level spelling, ``vocab_size`` of them), their types and the merges."""
-    spell = bytes_to_unicode()
-    names = {i: "".join(spell[b] for b in tokenizer.vocab[i]) for i in range(256 + len(tokenizer.merges))}
+    names = byte_level_names(tokenizer)
     tokens = [f"[PAD{i}]" for i in range(vocab_size)]  # ids the embedding has and the tokenizer not
     types = [int(gguf.TokenType.UNUSED)] * vocab_size
     for i, name in names.items():

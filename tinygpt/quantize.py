@@ -22,18 +22,9 @@ from pathlib import Path
 
 from tinygpt.deployment.compare import compare, table
 from tinygpt.deployment.quantized import quantize_model, save_quantized, weight_bytes
-from tinygpt.pretraining.checkpoint import load_model, read_checkpoint
-from tinygpt.pretraining.prepare import prepare_data
-from tinygpt.pretraining.trainer import estimate_loss, run_tokenizer
+from tinygpt.pretraining.checkpoint import load_model
+from tinygpt.pretraining.trainer import checkpoint_data, estimate_loss, run_tokenizer
 from tinygpt.runtime import CACHE_DIR, machine_info
-
-
-def validation_shards(checkpoint: Path) -> list:
-    """The validation split of the corpus that the checkpoint's tokenizer encodes."""
-    _, meta = read_checkpoint(checkpoint, optimizer=False)
-    train = meta.get("train") or {}
-    return prepare_data(meta["model"]["vocab_size"], train.get("corpus_bytes"),
-                        train.get("val_fraction", 0.05)).val
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -55,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     began = time.perf_counter()
     try:
         model = load_model(args.checkpoint)
-        shards = validation_shards(args.checkpoint)
+        shards = checkpoint_data(args.checkpoint).val
     except (ValueError, OSError) as err:
         parser.error(f"{err}\n(no checkpoint there? `make train` writes one to "
                      f"{CACHE_DIR / 'runs' / 'cpu'})")

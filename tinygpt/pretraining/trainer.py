@@ -171,13 +171,18 @@ def cached_run(model_cfg: GPTConfig, train_cfg: TrainConfig) -> Run:
     return Run(json.loads((folder / "history.json").read_text()), load_model(folder), data)
 
 
+def checkpoint_data(folder: str | Path) -> Data:
+    """The tokenizer and shards that a checkpoint's training config names (rebuilt or cached)."""
+    _, meta = read_checkpoint(folder, optimizer=False)
+    train_cfg = meta.get("train") or {}
+    return prepare_data(meta["model"]["vocab_size"], train_cfg.get("corpus_bytes"),
+                        train_cfg.get("val_fraction", 0.05))
+
+
 def run_tokenizer(folder: str | Path) -> Tokenizer:
     """The tokenizer of a checkpoint folder: its ``tokenizer.json``, or for a run saved
     without one, the course tokenizer its training config names (rebuilt or cached)."""
     folder = Path(folder)
     if (folder / "tokenizer.json").exists():
         return Tokenizer.load(folder / "tokenizer.json")
-    _, meta = read_checkpoint(folder, optimizer=False)
-    train_cfg = meta.get("train") or {}
-    return prepare_data(meta["model"]["vocab_size"], train_cfg.get("corpus_bytes"),
-                        train_cfg.get("val_fraction", 0.05)).tokenizer
+    return checkpoint_data(folder).tokenizer
