@@ -9,7 +9,8 @@ documents a pipeline step is called with) and must score 0 once the hidden tests
 
 Calls are keyed by a fingerprint that is the same in every process (tensors and arrays
 by dtype, shape and a digest of their bytes, a model by its weights and gradients, an
-optimizer by its state, a file by its contents, sets sorted, functions by name);
+optimizer by its state, a file by its contents, sets sorted, functions by name, other
+objects by their public attributes);
 answers travel pickled, named tuples by type name so the notebook's own classes are
 rebuilt on replay. What a call's answer is depends on the unit:
 
@@ -100,6 +101,9 @@ def _cheat_fp(v):
         return ("path", _os.path.basename(v))
     if callable(v):
         return ("callable", getattr(v, "__qualname__", type(v).__name__))
+    if hasattr(v, "__dict__") and not isinstance(v, (type, type(_os))):  # a tokenizer, say:
+        return ("object", type(v).__name__, _cheat_fp(  # its state, not its address
+            {k: x for k, x in vars(v).items() if not k.startswith("_")}))
     return repr(v)
 
 

@@ -4,8 +4,8 @@
 figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage times; chapter 2: bytes per token;
 chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit;
 chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
-training curves; chapter 6: the quantisation grid over a weight histogram, bits against
-perplexity).
+training curves; chapter 5: pass@k against k; chapter 6: the quantisation grid over a
+weight histogram, bits against perplexity).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -285,3 +285,16 @@ def bits_vs_perplexity(rows: list[dict]):
     ax.set_xscale("log", base=2)
     return _finish(fig, ax, "bits per weight of the linear layers (log scale)",
                    "validation perplexity", log_grid=True, legend=False)
+
+
+def pass_at_k_curves(n: int, correct: list[int], unbiased, with_replacement):
+    """Chapter 5: pass@k against k for n samples with c correct, the unbiased estimator
+    (solid) beside the with-replacement formula 1 - (1 - c/n)^k (dashed)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ks = range(1, n + 1)
+    for i, c in enumerate(correct):
+        ax.plot(ks, [unbiased(n, c, k) for k in ks], color=f"C{i}", label=f"c = {c} of {n}")
+        ax.plot(ks, [with_replacement(n, c, k) for k in ks], color=f"C{i}", ls="--", lw=1)
+    ax.text(0.98, 0.05, "dashed: 1 - (1 - c/n)^k", transform=ax.transAxes, ha="right",
+            fontsize=8, color="#4a5568")
+    return _finish(fig, ax, "k (answers drawn)", "pass@k")
