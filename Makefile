@@ -49,6 +49,7 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/curation_minhash.py
 	$(BIN)/python bench/posttraining_dpo.py
 	$(BIN)/python bench/deployment_matvec.py
+	$(BIN)/python bench/evaluation_scoring.py
 
 split: setup  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
 	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))
@@ -71,6 +72,13 @@ align: setup  ## post-train the make-train checkpoint: SFT, reward model, DPO, G
 
 align-record: setup  ## the default post-training run, and update the committed record the book reads
 	$(BIN)/python -m tinygpt.align --report bench/results/posttraining_align_cpu.json
+
+.PHONY: report report-record
+report: setup  ## chapter 5's report card of the make-train and make-align checkpoints (.cache/reports)
+	$(BIN)/python -m tinygpt.evaluate $(or $(ARGS),.cache/runs/cpu .cache/runs/cpu-aligned)
+
+report-record: setup  ## the same, and update the committed record the book reads
+	$(BIN)/python -m tinygpt.evaluate .cache/runs/cpu .cache/runs/cpu-aligned --report bench/results/evaluation_report_cpu.json
 
 .PHONY: quantize quantize-record
 quantize: setup  ## size and perplexity of every quantisation scheme on the make-train checkpoint

@@ -1,6 +1,8 @@
 """Chapter 5's exported reference passes its own checks, and the metrics keep the
 promises the report card relies on: a uniform model's perplexity is the vocabulary's
-size, bits per byte is a hand computation, pass@k is its definition."""
+size, bits per byte is a hand computation, pass@k is its definition, bootstrap
+intervals cover the truth at about their level, Bradley-Terry recovers planted
+strengths, and the held-out facts are absent from the course corpus."""
 from __future__ import annotations
 
 import itertools
@@ -11,7 +13,7 @@ import torch
 
 from tinygpt.checks import ch05 as checks
 from tinygpt.checks.ch04.shared import chat_tokenizer
-from tinygpt.evaluation import metrics
+from tinygpt.evaluation import items, metrics, stats
 from tinygpt.pretraining.config import GPTConfig
 from conftest import reference_tests
 
@@ -21,6 +23,11 @@ REFERENCE = [
     (checks.check_choices, (metrics.choice_logprobs, metrics.pick_choice)),
     (checks.check_exact_match, (metrics.normalize_answer, metrics.exact_match)),
     (checks.check_pass_at_k, (metrics.pass_at_k,)),
+    (checks.check_bootstrap_ci, (stats.bootstrap_ci,)),
+    (checks.check_paired_bootstrap, (stats.paired_bootstrap,)),
+    (checks.check_bradley_terry, (stats.bradley_terry,)),
+    (checks.check_elo, (stats.elo,)),
+    (checks.check_contamination, (stats.ngrams, stats.contamination)),
 ]
 
 test_every_check_is_run_on_the_reference, test_reference_passes_its_checks = \
@@ -68,3 +75,61 @@ def test_pass_at_k_is_the_share_of_k_subsets_with_a_success(n):
 def test_pass_at_k_with_k_above_n_is_a_clear_error():
     with pytest.raises(ValueError, match="k <= n"):
         metrics.pass_at_k(3, 1, 4)
+
+
+def test_bootstrap_intervals_cover_the_true_mean_at_about_their_level():
+    # 400 samples of 60 Bernoulli(0.3) items: a 90 % interval should hold 0.3 about 360
+    # times; the percentile bootstrap runs a little narrow at n = 60, hence the band.
+    g = torch.Generator().manual_seed(0)
+    hits = 0
+    for trial in range(400):
+        sample = (torch.rand(60, generator=g) < 0.3).double()
+        _, low, high = stats.bootstrap_ci(sample, level=0.9, resamples=400, seed=trial)
+        hits += low <= 0.3 <= high
+    assert 0.83 <= hits / 400 <= 0.95, hits
+
+
+def test_paired_bootstrap_is_narrower_than_two_separate_intervals():
+    # Two models that share most of their per-item variation (hard items are hard for both).
+    g = torch.Generator().manual_seed(1)
+    difficulty = torch.rand(200, generator=g)
+    a = (torch.rand(200, generator=g) * 0.3 + difficulty > 0.6).double()
+    b = (torch.rand(200, generator=g) * 0.3 + difficulty > 0.65).double()
+    paired = stats.paired_bootstrap(a, b, seed=0)
+    _, a_low, a_high = stats.bootstrap_ci(a, seed=0)
+    _, b_low, b_high = stats.bootstrap_ci(b, seed=1)
+    separate = math.hypot(a_high - a_low, b_high - b_low)
+    assert paired["high"] - paired["low"] < 0.5 * separate
+    assert paired["low"] > 0 and paired["p_value"] < 0.05
+
+
+def test_bradley_terry_recovers_planted_strengths():
+    g = torch.Generator().manual_seed(2)
+    planted = torch.tensor([-1.5, -0.5, 0.0, 0.7, 1.3], dtype=torch.float64)
+    games = []
+    for _ in range(6000):
+        i, j = torch.randperm(5, generator=g)[:2].tolist()
+        p = torch.sigmoid(planted[i] - planted[j]).item()
+        games.append((i, j, float(torch.rand(1, generator=g).item() < p)))
+    theta = stats.bradley_terry(games, 5)
+    assert torch.allclose(theta, planted - planted.mean(), atol=0.12), theta
+    assert theta.argsort().tolist() == [0, 1, 2, 3, 4]
+    ratings = stats.elo(games, 5, k=8.0)
+    assert ratings.argsort().tolist() == [0, 1, 2, 3, 4], ratings  # Elo ranks them too
+
+
+def test_two_ties_weigh_as_one_win_and_one_loss():
+    games = [(0, 1, 1.0), (1, 2, 1.0), (2, 0, 0.0), (0, 2, 1.0)]
+    ties = stats.bradley_terry(games + [(1, 2, 0.5), (1, 2, 0.5)], 3)
+    split = stats.bradley_terry(games + [(1, 2, 1.0), (1, 2, 0.0)], 3)
+    assert torch.allclose(ties, split, atol=1e-9)
+
+
+def test_contamination_finds_held_in_facts_and_no_held_out_ones_in_the_course_corpus():
+    from tinygpt.corpus import course_corpus
+    world = items.build_world()
+    held_in = [f.sentence for f in world.training_facts()]
+    held_out = [f.sentence for f in world.held_out_facts()]
+    shares = stats.contamination(held_in + held_out, [course_corpus()])
+    assert shares[:len(held_in)] == [1.0] * len(held_in)
+    assert shares[len(held_in):] == [0.0] * len(held_out)

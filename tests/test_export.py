@@ -155,6 +155,18 @@ def test_tokenizer_with_many_merges_matches():
         assert hf.encode(text).ids == course.encode(text, allowed_special="all"), text
 
 
+@pytest.mark.parametrize("text", [" 1616", "1113 and 36,201", "123456789", "x12345y", "٣٤٥٦٧"])
+def test_numbers_split_in_threes_as_the_course_does(text):
+    """Oniguruma reads ``{1,3}+`` as a repeated interval: every digit run would be one piece."""
+    import regex
+    hf = export.hf_tokenizer(chat_tokenizer())
+    pieces = [p for p, _ in hf.pre_tokenizer.pre_tokenize_str(text)]
+    spell = export.bytes_to_unicode()
+    want = ["".join(spell[b] for b in p.encode()) for p in
+            regex.findall(chat_tokenizer().pattern, text)]
+    assert pieces == want
+
+
 def test_chat_template_matches(exported, tokenizer):
     _, out = exported
     hf = AutoTokenizer.from_pretrained(out)

@@ -20,7 +20,7 @@ from conftest import ROOT
 # on step k and the shared checks (checks/common.py) on 0.
 RANKS = {"runtime": 0, "records": 0, "world": 0, "plots": 0, "kernels": 0, "corpus": 1, "curation": 1,
          "tokenizer": 2, "pretraining": 3, "posttraining": 4, "evaluation": 5, "deployment": 6,
-         "train": 100, "align": 100, "export": 100, "quantize": 100}  # drivers (entry points): above every step
+         "train": 100, "align": 100, "export": 100, "quantize": 100, "evaluate": 100}  # drivers (entry points): above every step
 
 
 def _module_name(path: Path, package: Path) -> list[str]:

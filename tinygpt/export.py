@@ -126,6 +126,14 @@ def byte_level_names(tokenizer: Tokenizer) -> dict[int, str]:
             for i in range(256 + len(tokenizer.merges))}
 
 
+def oniguruma(pattern: str) -> str:
+    """``pattern`` in the dialect of ``tokenizers``' regex engine (Oniguruma), which reads
+    ``{1,3}+`` as a repeated interval, not a possessive one: unchecked, " 1616" would be
+    one piece there and two (" 161", "6") here. No backtracking can happen into a count
+    that ends its alternative, so the plain interval splits the same."""
+    return pattern.replace("{1,3}+", "{1,3}")
+
+
 def hf_tokenizer(tokenizer: Tokenizer) -> HFTokenizer:
     """The course tokenizer as a ``tokenizers`` byte-level BPE with the same ids."""
     names = byte_level_names(tokenizer)
@@ -140,7 +148,7 @@ def hf_tokenizer(tokenizer: Tokenizer) -> HFTokenizer:
     hf = HFTokenizer(models.BPE(vocab, merges, fuse_unk=False, byte_fallback=False,
                                 ignore_merges=False))
     hf.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(tokenizer.pattern), behavior="isolated", invert=False),
+        pre_tokenizers.Split(Regex(oniguruma(tokenizer.pattern)), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
     hf.decoder = decoders.ByteLevel()
     hf.add_special_tokens([AddedToken(s, special=True, normalized=False)

@@ -298,3 +298,23 @@ def pass_at_k_curves(n: int, correct: list[int], unbiased, with_replacement):
     ax.text(0.98, 0.05, "dashed: 1 - (1 - c/n)^k", transform=ax.transAxes, ha="right",
             fontsize=8, color="#4a5568")
     return _finish(fig, ax, "k (answers drawn)", "pass@k")
+
+
+def report_card(card: dict, metrics: list[tuple[str, str, bool]]):
+    """Chapter 5: every accuracy of a report card with its interval, a bar per checkpoint."""
+    rows = [(key, label) for key, label, _ in metrics if key != "bits_per_byte"]
+    names = card["checkpoints"]
+    fig, ax = plt.subplots(figsize=(7.0, 0.45 * len(rows) * len(names) + 1.0))
+    height = 0.8 / len(names)
+    for i, name in enumerate(names):
+        got = [card["metrics"][name][key] for key, _ in rows]
+        y = [r + i * height for r in range(len(rows))]
+        ax.barh(y, [100 * m["mean"] for m in got], height, color=f"C{i}", label=name,
+                xerr=[[100 * (m["mean"] - m["low"]) for m in got],
+                      [100 * (m["high"] - m["mean"]) for m in got]], capsize=2)
+    ax.set_yticks([r + 0.4 - height / 2 for r in range(len(rows))],
+                  [label.replace("pass@k", f"pass@{card['config']['k']}") for _, label in rows],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    return _finish(fig, ax, f"% of items ({round(100 * card['config']['level'])} % interval)", "")
