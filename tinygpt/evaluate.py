@@ -26,6 +26,8 @@ from tinygpt.evaluation.report import (METRICS, ReportConfig, held_out_pieces, m
                                        report_card, training_corpus)
 from tinygpt.runtime import CACHE_DIR, machine_info, pick_device
 
+OPTIONS = ("pieces", "piece_bytes", "samples", "k", "resamples", "ngram", "seed", "level")
+
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -38,15 +40,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     defaults = ReportConfig()
-    for field in ("pieces", "piece_bytes", "samples", "k", "resamples", "ngram", "seed"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
-    parser.add_argument("--level", type=float, default=defaults.level)
+    for field in OPTIONS:
+        parser.add_argument(f"--{field.replace('_', '-')}", default=getattr(defaults, field),
+                            type=float if field == "level" else int)
     parser.add_argument("--max-items", type=int, default=None,
                         help="score only the first items of each set (a quick look)")
     args = parser.parse_args(argv)
-    config = ReportConfig(**{f: getattr(args, f) for f in (
-        "pieces", "piece_bytes", "samples", "k", "resamples", "ngram", "seed", "level",
-        "max_items")})
+    config = ReportConfig(**{f: getattr(args, f) for f in (*OPTIONS, "max_items")})
     if not 1 <= config.k <= config.samples:
         parser.error(f"pass@k needs 1 <= k <= samples, got k={config.k}, samples={config.samples}")
     if min(config.pieces, config.piece_bytes, config.resamples, config.ngram,

@@ -103,33 +103,34 @@ def training_corpus(checkpoint: str | Path) -> str:
     return course_corpus((meta.get("train") or {}).get("corpus_bytes"))
 
 
-def _first(items: list, config: ReportConfig) -> list:
-    return items if config.max_items is None else items[:config.max_items]
+def evaluation_sets(config: ReportConfig) -> dict[str, list]:
+    """The card's item sets, built once for every checkpoint (``max_items`` of each)."""
+    sets = {"qa_held_in": sft_chats("train"), "qa_held_out": sft_chats("held_out"),
+            "mc_held_in": choice_items("held_in"), "mc_held_out": choice_items("held_out"),
+            "tasks": verifiable_tasks("held_out")}
+    return {key: items[:config.max_items] for key, items in sets.items()}
 
 
-def _qa_scores(model: GPT, tokenizer: Tokenizer, split: str, config: ReportConfig, bar
-               ) -> list[float]:
+def _qa_scores(model: GPT, tokenizer: Tokenizer, chats: list, bar) -> list[float]:
     out = []
-    for chat, fact in _first(sft_chats(split), config):
+    for chat, fact in chats:
         reply = answer(model, tokenizer, [m for m in chat if m["role"] != "assistant"])
         out.append(exact_match(reply, [fact.sentence, fact.object]))
         bar.update()
     return out
 
 
-def _mc_scores(model: GPT, tokenizer: Tokenizer, split: str, config: ReportConfig, bar
-               ) -> list[float]:
+def _mc_scores(model: GPT, tokenizer: Tokenizer, items: list, bar) -> list[float]:
     out = []
-    for item in _first(choice_items(split), config):
+    for item in items:
         out.append(float(pick_choice(model, tokenizer, item.prompt, list(item.choices),
                                      normalize=True) == item.answer))
         bar.update()
     return out
 
 
-def _pass_scores(model: GPT, tokenizer: Tokenizer, config: ReportConfig, bar
+def _pass_scores(model: GPT, tokenizer: Tokenizer, tasks: list, config: ReportConfig, bar
                  ) -> tuple[list[float], list[float]]:
-    tasks = _first(verifiable_tasks("held_out"), config)
     gen = torch.Generator().manual_seed(config.seed)
     end = tokenizer.special_tokens[END]
     at_1, at_k = [], []
@@ -146,12 +147,10 @@ def _pass_scores(model: GPT, tokenizer: Tokenizer, config: ReportConfig, bar
     return at_1, at_k
 
 
-def item_scores(model: GPT, tokenizer: Tokenizer, texts: list[str], config: ReportConfig,
-                progress: bool = True, name: str = "") -> dict[str, list[float]]:
+def item_scores(model: GPT, tokenizer: Tokenizer, texts: list[str], sets: dict[str, list],
+                config: ReportConfig, progress: bool = True, name: str = "") -> dict[str, list[float]]:
     """One score per item for every metric of the card (and NLL per token per piece)."""
-    total = len(texts) + sum(len(_first(items, config)) for items in (
-        sft_chats("train"), sft_chats("held_out"), choice_items("held_in"),
-        choice_items("held_out"), verifiable_tasks("held_out")))
+    total = len(texts) + sum(len(items) for items in sets.values())
     with tqdm(total=total, desc=f"evaluating {name}", disable=not progress) as bar:
         nll, bpb = [], []
         for text in texts:
@@ -160,11 +159,12 @@ def item_scores(model: GPT, tokenizer: Tokenizer, texts: list[str], config: Repo
             bpb.append(m["bits_per_byte"])
             bar.update()
         scores = {"nll_per_token": nll, "bits_per_byte": bpb}
-        for split, key in (("train", "held_in"), ("held_out", "held_out")):
-            scores[f"qa_{key}"] = _qa_scores(model, tokenizer, split, config, bar)
-        for split in ("held_in", "held_out"):
-            scores[f"mc_{split}"] = _mc_scores(model, tokenizer, split, config, bar)
-        scores["pass_at_1"], scores["pass_at_k"] = _pass_scores(model, tokenizer, config, bar)
+        for key in ("qa_held_in", "qa_held_out"):
+            scores[key] = _qa_scores(model, tokenizer, sets[key], bar)
+        for key in ("mc_held_in", "mc_held_out"):
+            scores[key] = _mc_scores(model, tokenizer, sets[key], bar)
+        scores["pass_at_1"], scores["pass_at_k"] = _pass_scores(model, tokenizer, sets["tasks"],
+                                                                config, bar)
     return scores
 
 
@@ -202,7 +202,8 @@ def report_card(names: list[str], models: list[GPT], tokenizers: list[Tokenizer]
     differences of each later checkpoint against the first, ratings, contamination."""
     if config.k > config.samples:
         raise ValueError(f"pass@k needs k <= samples, got k={config.k}, samples={config.samples}")
-    scores = [item_scores(m, t, texts, config, progress, n)
+    sets = evaluation_sets(config)
+    scores = [item_scores(m, t, texts, sets, config, progress, n)
               for n, m, t in zip(names, models, tokenizers)]
     card = {"config": asdict(config), "checkpoints": names, "metrics": {}, "comparisons": [],
             "items": {key: len(scores[0][key]) for key, _, _ in METRICS}}
