@@ -15,7 +15,6 @@ n-gram overlap analysis (Brown et al. 2020, appendix C).
 """
 from __future__ import annotations
 
-import math
 import re
 
 import torch
