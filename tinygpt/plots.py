@@ -5,7 +5,9 @@ figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage
 chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit;
 chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
 training curves; chapter 5: pass@k against k; chapter 6: the quantisation grid over a
-weight histogram, bits against perplexity).
+weight histogram, bits against perplexity; chapter 9: the chunk cache's hit rate, encoder
+speeds; chapter 10: the KV cache as a tensor, time
+to first token against prompt length).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -318,3 +320,69 @@ def report_card(card: dict, metrics: list[tuple[str, str, bool]]):
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     return _finish(fig, ax, f"% of items ({round(100 * card['config']['level'])} % interval)", "")
+
+
+def kv_cache(lengths: list[int], max_len: int, n_layer: int, kv_heads: int, tokens: list[list[str]]):
+    """Chapter 10: one layer's keys in the cache, one row per request: a slot per position,
+    filled from slot 0 to the row's length, then free; the layers and kv heads behind it."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(lengths) + 1.4))
+    for depth in range(min(n_layer * kv_heads, 4) - 1, 0, -1):  # the tensor's other slices
+        ax.add_patch(plt.Rectangle((0.25 * depth, 0.25 * depth), max_len, len(lengths),
+                                   facecolor="#edf2f7", edgecolor="#a0aec0", lw=0.8))
+    for row, (n, words) in enumerate(zip(lengths, tokens)):
+        y = len(lengths) - 1 - row
+        for slot in range(max_len):
+            filled = slot < n
+            ax.add_patch(plt.Rectangle((slot, y), 1, 1, facecolor="#90cdf4" if filled else "white",
+                                       edgecolor="#4a5568", lw=0.6))
+            if filled and slot < len(words):
+                ax.text(slot + 0.5, y + 0.5, words[slot], ha="center", va="center", fontsize=6.5,
+                        rotation=90 if len(words[slot]) > 3 else 0)
+        ax.text(-0.3, y + 0.5, f"row {row}: length {n}", ha="right", va="center", fontsize=8)
+    ax.set_xlim(-4.5, max_len + 1.2)
+    ax.set_ylim(-0.6, len(lengths) + 1.1)
+    ax.set_xticks([i + 0.5 for i in range(0, max_len, 2)], [str(i) for i in range(0, max_len, 2)],
+                  fontsize=7)
+    ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"k[layer] of a cache (n_layer={n_layer}, batch={len(lengths)}, "
+                 f"kv_heads={kv_heads}, max_len={max_len}, head_dim behind each slot)", fontsize=9)
+    ax.set_xlabel("slot = position")
+    fig.tight_layout()
+    return fig
+
+
+def ttft_curve(lengths: list[int], measured: dict[str, list[float]], fitted: list[float]):
+    """Chapter 10: time to first token (ms) against prompt length, a line per system, and
+    the fit a + b n + c n^2 of the first one (dotted), split into its linear and
+    quadratic parts (dashed)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for i, (name, ms) in enumerate(measured.items()):
+        ax.plot(lengths, ms, "o-", color=f"C{i}", label=name, lw=1.2, ms=4)
+    a, b, c = fitted
+    grid = range(0, max(lengths) + 1, 16)
+    ax.plot(grid, [a + b * n + c * n * n for n in grid], ":", color="C0", label="fit a + bn + cn²")
+    ax.plot(grid, [a + b * n for n in grid], "--", color="#718096", lw=1, label="a + bn (weights)")
+    ax.plot(grid, [c * n * n for n in grid], "--", color="#c05621", lw=1, label="cn² (attention)")
+    return _finish(fig, ax, "prompt length n (tokens)", "time to first token (ms)")
+
+
+def cache_hit_rate(capacities: list[int], rates: list[float]):
+    """Chapter 9: the chunk cache's hit rate on unseen text against its capacity."""
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.semilogx(capacities, [100 * r for r in rates], "o-", color="#2b6cb0", base=2)
+    ax.set_ylim(0, 100)
+    return _finish(fig, ax, "cache capacity (pre-tokens)", "hit rate (%)", log_grid=True, legend=False)
+
+
+def encoder_speeds(mb_per_s: dict[str, float], labels: dict[str, str]):
+    """Chapter 9's benchmark: MB/s of each encoder, tiktoken's bars in grey."""
+    names = sorted(mb_per_s, key=mb_per_s.get)
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    colors = ["#a0aec0" if n.startswith("tiktoken") else "#2b6cb0" for n in names]
+    ax.barh([labels.get(n, n) for n in names], [mb_per_s[n] for n in names], color=colors)
+    for y, n in enumerate(names):
+        ax.text(mb_per_s[n], y, f" {mb_per_s[n]:.1f}", va="center", fontsize=8)
+    ax.set_xlim(0, max(mb_per_s.values()) * 1.15)
+    return _finish(fig, ax, "MB/s (one process)", "", legend=False)

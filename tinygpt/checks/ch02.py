@@ -285,14 +285,14 @@ _SPECIAL_NAMES = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|fim_prefix|>
 
 
 @lru_cache(maxsize=8)
-def _trained_merges(vocab_size: int) -> tuple:
+def trained_merges(vocab_size: int) -> tuple:
     return tuple(ref_bpe.train_bpe(training_text(), vocab_size).items())
 
 
 def _setup(seed: int):
     """A reference tokenizer and the matching constructor arguments, drawn from ``seed``."""
     rng = random.Random(seed)
-    merges = dict(_trained_merges(rng.choice([300, 360, 420, 512])))
+    merges = dict(trained_merges(rng.choice([300, 360, 420, 512])))
     names = rng.sample(_SPECIAL_NAMES, rng.randrange(1, 5))
     if rng.random() < 0.5:  # a special token that is a prefix of another: longest wins
         names.append(names[0][:-2] + "_x|>")
