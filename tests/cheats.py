@@ -9,7 +9,7 @@ documents a pipeline step is called with) and must score 0 once the hidden tests
 
 Calls are keyed by a fingerprint that is the same in every process (tensors and arrays
 by dtype, shape and a digest of their bytes, a model by its weights and gradients, an
-optimizer by its state, a file by its contents, sets sorted, functions by name, other
+optimizer by its state, a random generator by its seed and how many calls it went to, a file by its contents, sets sorted, functions by name, other
 objects by their public attributes);
 answers travel pickled, named tuples by type name so the notebook's own classes are
 rebuilt on replay. What a call's answer is depends on the unit:
@@ -88,6 +88,9 @@ def _cheat_fp(v):
                     _cheat_fp(list(v.named_buffers())), _cheat_fp(_cheat_attrs(v)))
         if isinstance(v, torch.optim.Optimizer):
             return ("optimizer", _cheat_fp(v.state_dict()))
+        if isinstance(v, torch.Generator):  # its seed, and how many calls it went to before
+            used = _CHEAT_USES.get(id(v))
+            return ("generator", v.initial_seed(), used[1] if used and used[0] is v else 0)
     if hasattr(v, "tobytes") and hasattr(v, "dtype"):
         return ("array", str(v.dtype), tuple(v.shape), _cheat_digest(v.tobytes()))
     if _dc.is_dataclass(v) and not isinstance(v, type):
@@ -163,9 +166,24 @@ def _cheat_leaves(args, kwargs):
         v = stack.pop()
         if isinstance(v, (list, tuple)):
             stack.extend(v[::-1])
-        elif isinstance(v, (torch.Tensor, torch.nn.Module, torch.optim.Optimizer)):
+        elif _dc.is_dataclass(v) and not isinstance(v, type):
+            stack.extend(list(vars(v).values())[::-1])
+        elif isinstance(v, (torch.Tensor, torch.nn.Module, torch.optim.Optimizer, torch.Generator)):
             out.append(v)
     return out
+
+
+_CHEAT_USES = {}  # id(generator): (generator, calls it was passed to)
+
+
+def _cheat_used(leaves):
+    """Count one more call for each random generator among ``leaves``: a seeded draw's
+    answer depends on how many draws its generator made before."""
+    torch = _cheat_torch()
+    for g in leaves:
+        if torch is not None and isinstance(g, torch.Generator):
+            used = _CHEAT_USES.get(id(g))
+            _CHEAT_USES[id(g)] = (g, (used[1] if used and used[0] is g else 0) + 1)
 
 
 def _cheat_snapshot(v):
@@ -202,6 +220,7 @@ def _cheat_restore(v, snap):
 
 
 def _cheat_replay(table, key, ns, leaves=()):
+    _cheat_used(leaves)
     if key not in table:
         raise _Unseen("no recorded answer for this call")
     answer = table[key]
@@ -274,8 +293,8 @@ _here: dict = {}
 exec(_SHARED, _here)
 _fp_key, _pack, _fp, _rng = (_here[n] for n in ("_cheat_key", "_cheat_pack", "_cheat_fp", "_cheat_rng"))
 _outputs, _grad_inputs = _here["_cheat_outputs"], _here["_cheat_grad_inputs"]
-_leaves, _snapshot, _materialise = (_here[n] for n in (
-    "_cheat_leaves", "_cheat_snapshot", "_cheat_materialise"))
+_leaves, _snapshot, _materialise, _used = (_here[n] for n in (
+    "_cheat_leaves", "_cheat_snapshot", "_cheat_materialise", "_cheat_used"))
 
 # Replaying modules: the parameter tree, and outputs whose backward gives recorded gradients.
 _MODULE_SHARED = '''
@@ -383,8 +402,10 @@ class _Recording:
                 result = fn(*args, **kwargs)
             except Exception as err:
                 self.store(label, key, ("__raise__", type(err).__name__))
+                _used(leaves)
                 raise
         changed = {i: _snapshot(x) for i, x in enumerate(leaves) if _fp(x) != before[i]}
+        _used(leaves)  # after the comparison: a generator's count is not an effect
         self.store(label, key, ("__effects__", _frozen(result), changed) if changed
                    else _frozen(result))
         return result

@@ -6,8 +6,7 @@ chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling 
 chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
 training curves; chapter 5: pass@k against k; chapter 6: the quantisation grid over a
 weight histogram, bits against perplexity; chapter 9: the chunk cache's hit rate, encoder
-speeds; chapter 10: the KV cache as a tensor, time
-to first token against prompt length).
+speeds; chapter 10: the KV cache as a tensor, time to first token against prompt length; chapter 11: what each sampling filter keeps).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -386,3 +385,18 @@ def encoder_speeds(mb_per_s: dict[str, float], labels: dict[str, str]):
         ax.text(mb_per_s[n], y, f" {mb_per_s[n]:.1f}", va="center", fontsize=8)
     ax.set_xlim(0, max(mb_per_s.values()) * 1.15)
     return _finish(fig, ax, "MB/s (one process)", "", legend=False)
+
+
+def filter_panels(tokens: list[str], probs: list[float], kept: dict[str, list[bool]]):
+    """Chapter 11: one next-token distribution (the best tokens, most likely first), once
+    per filter, the tokens each filter keeps in colour and the ones it removes in grey."""
+    fig, axes = plt.subplots(1, len(kept), figsize=(2.6 * len(kept), 3.4), sharey=True)
+    for ax, (name, keep) in zip(axes, kept.items()):
+        ax.barh(range(len(tokens)), probs, color=["#2b6cb0" if k else "#cbd5e0" for k in keep])
+        ax.set_title(f"{name}: {sum(keep)} kept", fontsize=9)
+        ax.invert_yaxis()
+        ax.grid(True, axis="x", alpha=0.3)
+        ax.set_xlabel("probability")
+    axes[0].set_yticks(range(len(tokens)), [repr(t) for t in tokens], fontsize=7)
+    fig.tight_layout()
+    return fig
