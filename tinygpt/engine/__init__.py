@@ -4,6 +4,7 @@ One module per piece, each generated from its chapter's solution notebooks:
 ``tokenization`` (chapter 9) encodes prompts by merge replay with a chunk cache and
 special-token splitting, and detokenises a stream without breaking a UTF-8 character;
 ``kvcache`` and ``prefill`` (chapter 10) hold the preallocated key/value cache and the
-one batched forward pass that fills it. The engine imports chapters 2 and 3 (the
-tokenizer and the model) and never the service around it.
+one batched forward pass that fills it; ``sampling`` (chapter 11) picks each request's
+next token with its own settings and its own seeded generator. The engine imports
+chapters 2 and 3 (the tokenizer and the model) and never the service around it.
 """
