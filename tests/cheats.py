@@ -562,7 +562,7 @@ def _object_recorder(cls, label: str, rec: _Recording):
                  kwargs, [])
         if outermost:
             self._cheat_history = key
-            rec.store(label, ("__attrs__", key), _frozen(_public_state(self)))
+            rec.store(label, ("__attrs__", key), _public_state(self))
 
     def recorded_method(name):
         def method(self, *args, **kwargs):
@@ -574,7 +574,7 @@ def _object_recorder(cls, label: str, rec: _Recording):
                 return rec.call(label, key, getattr(cls, name).__get__(self), args, kwargs,
                                 _leaves(args, kwargs))
             finally:
-                rec.store(label, ("__attrs__", key), _frozen(_public_state(self)))
+                rec.store(label, ("__attrs__", key), _public_state(self))  # frozen value by value
         return method
 
     methods = {n: recorded_method(n) for n in _object_methods(cls)}

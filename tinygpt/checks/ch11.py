@@ -47,7 +47,7 @@ def _shape(rng: random.Random) -> tuple[int, int]:
     return rng.randrange(1, 7), rng.choice([5, 17, 64, 300])
 
 
-def _rowwise(name: str, fn, given, want: torch.Tensor, got) -> None:
+def _rowwise(name: str, given, want: torch.Tensor, got) -> None:
     if not isinstance(got, torch.Tensor) or got.shape != want.shape:
         raise mismatch(f"{name} must return a tensor of the logits' shape", given, tuple(want.shape),
                        getattr(got, "shape", got))
@@ -61,20 +61,29 @@ def _unchanged(name: str, logits: torch.Tensor, before: torch.Tensor) -> None:
         raise AssertionError(f"{name} changed the logits it was given: return a new tensor")
 
 
-def check_top_k(top_k_filter, seed: int) -> None:
-    """Each row equals TopKLogitsWarper(k) on it (ties at the k-th value kept); k == 0 and
-    k > V leave a row as it is; the input is not changed; a negative k is a ValueError."""
+def _check_filter(name: str, fn, seed: int, setting: str, draw_setting, warper) -> None:
+    """Eight random batches with a setting per row (``draw_setting(rng, vocab)``): each row
+    equals Hugging Face's ``warper(value)`` on it (None: the filter is off, the row stays
+    as it is), and the logits given are not changed."""
     rng = random.Random(seed)
     for _ in range(8):
         rows, vocab = _shape(rng)
         logits = _logits(rng, rows, vocab)
-        k = torch.tensor([rng.choice([0, 1, 2, 3, vocab // 2, vocab, vocab + 3]) for _ in range(rows)])
+        values = torch.tensor([draw_setting(rng, vocab) for _ in range(rows)])
         before = logits.clone()
-        got = top_k_filter(logits, k)
-        _unchanged("top_k_filter", logits, before)
-        want = torch.stack([TopKLogitsWarper(int(n))(None, row[None])[0] if n else row
-                            for row, n in zip(logits, k.tolist())])
-        _rowwise(f"top_k_filter(logits, k={k.tolist()})", top_k_filter, logits, want, got)
+        got = fn(logits, values)
+        _unchanged(name, logits, before)
+        want = torch.stack([w(None, row[None])[0] if (w := warper(v)) is not None else row
+                            for row, v in zip(logits, values.tolist())])
+        _rowwise(f"{name}(logits, {setting}={values.tolist()})", logits, want, got)
+
+
+def check_top_k(top_k_filter, seed: int) -> None:
+    """Each row equals TopKLogitsWarper(k) on it (ties at the k-th value kept); k == 0 and
+    k > V leave a row as it is; the input is not changed; a negative k is a ValueError."""
+    _check_filter("top_k_filter", top_k_filter, seed, "k",
+                  lambda rng, vocab: rng.choice([0, 1, 2, 3, vocab // 2, vocab, vocab + 3]),
+                  lambda n: TopKLogitsWarper(int(n)) if n else None)
     raises_value_error("top_k_filter with a negative k",
                        lambda: top_k_filter(torch.zeros(2, 4), torch.tensor([1, -1])))
 
@@ -82,18 +91,9 @@ def check_top_k(top_k_filter, seed: int) -> None:
 def check_top_p(top_p_filter, seed: int) -> None:
     """Each row equals TopPLogitsWarper(p) on it; p == 1 leaves a row alone; the best
     token always stays; p outside (0, 1] is a ValueError."""
-    rng = random.Random(seed)
-    for _ in range(8):
-        rows, vocab = _shape(rng)
-        logits = _logits(rng, rows, vocab)
-        p = torch.tensor([rng.choice([1.0, 0.9, 0.5, 0.05, round(rng.uniform(0.01, 0.99), 3)])
-                          for _ in range(rows)])
-        before = logits.clone()
-        got = top_p_filter(logits, p)
-        _unchanged("top_p_filter", logits, before)
-        want = torch.stack([TopPLogitsWarper(float(q))(None, row[None])[0]
-                            for row, q in zip(logits, p.tolist())])
-        _rowwise(f"top_p_filter(logits, p={p.tolist()})", top_p_filter, logits, want, got)
+    _check_filter("top_p_filter", top_p_filter, seed, "p",
+                  lambda rng, vocab: rng.choice([1.0, 0.9, 0.5, 0.05, round(rng.uniform(0.01, 0.99), 3)]),
+                  lambda q: TopPLogitsWarper(float(q)))
     for bad in (0.0, 1.5, -0.1):
         raises_value_error(f"top_p_filter with p={bad}",
                            lambda: top_p_filter(torch.zeros(2, 4), torch.tensor([0.5, bad])))
@@ -102,18 +102,9 @@ def check_top_p(top_p_filter, seed: int) -> None:
 def check_min_p(min_p_filter, seed: int) -> None:
     """Each row equals MinPLogitsWarper(min_p) on it; 0 leaves a row alone; min_p outside
     [0, 1] is a ValueError."""
-    rng = random.Random(seed)
-    for _ in range(8):
-        rows, vocab = _shape(rng)
-        logits = _logits(rng, rows, vocab)
-        m = torch.tensor([rng.choice([0.0, 1.0, 0.05, 0.1, 0.5, round(rng.random(), 3)])
-                          for _ in range(rows)])
-        before = logits.clone()
-        got = min_p_filter(logits, m)
-        _unchanged("min_p_filter", logits, before)
-        want = torch.stack([MinPLogitsWarper(float(q))(None, row[None])[0] if q else row
-                            for row, q in zip(logits, m.tolist())])
-        _rowwise(f"min_p_filter(logits, min_p={m.tolist()})", min_p_filter, logits, want, got)
+    _check_filter("min_p_filter", min_p_filter, seed, "min_p",
+                  lambda rng, vocab: rng.choice([0.0, 1.0, 0.05, 0.1, 0.5, round(rng.random(), 3)]),
+                  lambda q: MinPLogitsWarper(float(q)) if q else None)
     raises_value_error("min_p_filter with min_p=1.5",
                        lambda: min_p_filter(torch.zeros(1, 4), torch.tensor([1.5])))
 
@@ -168,7 +159,7 @@ def check_penalize(penalize, seed: int) -> None:
         want = _oracle_penalize(logits, prompts, outputs, repetition, frequency, presence)
         _rowwise(f"penalize (repetition {repetition.tolist()}, frequency {frequency.tolist()}, "
                  f"presence {presence.tolist()}; prompts {prompts}, generated {outputs})",
-                 penalize, logits, want, got)
+                 logits, want, got)
     raises_value_error("penalize with a repetition penalty of 0", lambda: penalize(
         torch.zeros(1, 3), torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1, 3, dtype=torch.long),
         torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0])))
