@@ -50,7 +50,9 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/posttraining_dpo.py
 	$(BIN)/python bench/deployment_matvec.py
 	$(BIN)/python bench/evaluation_scoring.py
+	$(BIN)/python bench/gateway_admission.py
 	$(BIN)/python bench/engine_tokenize.py
+	$(BIN)/python bench/engine_prefill.py
 
 split: setup  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
 	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))

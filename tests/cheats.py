@@ -539,7 +539,7 @@ def _object_methods(cls) -> list[str]:
 
 
 def _public_state(obj) -> dict:
-    """``obj``'s public attributes; an attribute holding a notebook object becomes a
+    """``obj``'s public attributes and properties; an attribute holding a notebook object becomes a
     namespace of that object's public attributes (``encoder.cache.hits`` replays)."""
     def plain(v):
         notebook = any(c.__module__ == "__main__" for c in type(v).__mro__)  # or its recorder
@@ -549,6 +549,11 @@ def _public_state(obj) -> dict:
     def travels(v):
         return not (isinstance(v, tuple) and v == ("__raise__", "NotImplementedError"))
     state = {k: _frozen(plain(v)) for k, v in vars(obj).items() if not k.startswith("_")}
+    for c in type(obj).__mro__:  # a notebook class's properties (``cache.lengths``) read now
+        if c.__module__ == "__main__":
+            for name, member in vars(c).items():
+                if isinstance(member, property) and not name.startswith("_"):
+                    state.setdefault(name, _frozen(plain(getattr(obj, name))))
     return {k: v for k, v in state.items() if travels(v)}  # a compiled regex stays behind
 
 

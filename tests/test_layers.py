@@ -19,7 +19,7 @@ from conftest import ROOT
 # Shared utilities are 0; chapter k's step is k; checks for chapter k (checks/chKK.py) sit
 # on step k and the shared checks (checks/common.py) on 0.
 RANKS = {"runtime": 0, "records": 0, "world": 0, "plots": 0, "kernels": 0, "corpus": 1, "curation": 1,
-         "tokenizer": 2, "pretraining": 3, "posttraining": 4, "evaluation": 5, "deployment": 6, "engine": 9,
+         "tokenizer": 2, "pretraining": 3, "posttraining": 4, "evaluation": 5, "deployment": 6, "engine": 9, "service": 10,
          "train": 100, "align": 100, "export": 100, "quantize": 100, "evaluate": 100}  # drivers (entry points): above every step
 
 

@@ -5,7 +5,7 @@ figures (chapter 1: the filter funnel, the LSH S-curve and the benchmark's stage
 chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling fit;
 chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
 training curves; chapter 5: pass@k against k; chapter 6: the quantisation grid over a
-weight histogram, bits against perplexity; chapter 9: the chunk cache's hit rate, encoder
+weight histogram, bits against perplexity; chapter 7: a token bucket over a burst; chapter 9: the chunk cache's hit rate, encoder
 speeds; chapter 10: the KV cache as a tensor, time to first token against prompt length; chapter 11: what each sampling filter keeps).
 Each returns the figure so a page can show it.
 """
@@ -321,33 +321,37 @@ def report_card(card: dict, metrics: list[tuple[str, str, bool]]):
     return _finish(fig, ax, f"% of items ({round(100 * card['config']['level'])} % interval)", "")
 
 
-def kv_cache(lengths: list[int], max_len: int, n_layer: int, kv_heads: int, tokens: list[list[str]]):
-    """Chapter 10: one layer's keys in the cache, one row per request: a slot per position,
-    filled from slot 0 to the row's length, then free; the layers and kv heads behind it."""
-    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(lengths) + 1.4))
+def kv_cache(starts: list[int], end: int, max_len: int, n_layer: int, kv_heads: int,
+             tokens: list[list[str]]):
+    """Chapter 10: one layer's keys in a left-padded cache, one row per request: padding
+    (grey) before the row's first token, its tokens up to slot ``end``, then free slots;
+    the other layers and kv heads drawn behind it."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(starts) + 1.4))
     for depth in range(min(n_layer * kv_heads, 4) - 1, 0, -1):  # the tensor's other slices
-        ax.add_patch(plt.Rectangle((0.25 * depth, 0.25 * depth), max_len, len(lengths),
+        ax.add_patch(plt.Rectangle((0.25 * depth, 0.25 * depth), max_len, len(starts),
                                    facecolor="#edf2f7", edgecolor="#a0aec0", lw=0.8))
-    for row, (n, words) in enumerate(zip(lengths, tokens)):
-        y = len(lengths) - 1 - row
+    for row, (start, words) in enumerate(zip(starts, tokens)):
+        y = len(starts) - 1 - row
         for slot in range(max_len):
-            filled = slot < n
-            ax.add_patch(plt.Rectangle((slot, y), 1, 1, facecolor="#90cdf4" if filled else "white",
-                                       edgecolor="#4a5568", lw=0.6))
-            if filled and slot < len(words):
-                ax.text(slot + 0.5, y + 0.5, words[slot], ha="center", va="center", fontsize=6.5,
-                        rotation=90 if len(words[slot]) > 3 else 0)
-        ax.text(-0.3, y + 0.5, f"row {row}: length {n}", ha="right", va="center", fontsize=8)
+            colour = "#e2e8f0" if slot < start else "#90cdf4" if slot < end else "white"
+            ax.add_patch(plt.Rectangle((slot, y), 1, 1, facecolor=colour, edgecolor="#4a5568", lw=0.6))
+            if start <= slot < end and slot - start < len(words):
+                word = words[slot - start]
+                ax.text(slot + 0.5, y + 0.5, word, ha="center", va="center", fontsize=6.5,
+                        rotation=90 if len(word) > 3 else 0)
+        ax.text(-0.3, y + 0.5, f"row {row}: start {start}", ha="right", va="center", fontsize=8)
+    ax.axvline(end, color="#c05621", lw=1.2)
+    ax.text(end, len(starts) + 0.15, " end", color="#c05621", fontsize=8)
     ax.set_xlim(-4.5, max_len + 1.2)
-    ax.set_ylim(-0.6, len(lengths) + 1.1)
+    ax.set_ylim(-0.6, len(starts) + 1.1)
     ax.set_xticks([i + 0.5 for i in range(0, max_len, 2)], [str(i) for i in range(0, max_len, 2)],
                   fontsize=7)
     ax.set_yticks([])
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    ax.set_title(f"k[layer] of a cache (n_layer={n_layer}, batch={len(lengths)}, "
+    ax.set_title(f"keys[layer] of a cache (n_layer={n_layer}, batch={len(starts)}, "
                  f"kv_heads={kv_heads}, max_len={max_len}, head_dim behind each slot)", fontsize=9)
-    ax.set_xlabel("slot = position")
+    ax.set_xlabel("slot")
     fig.tight_layout()
     return fig
 
@@ -400,3 +404,19 @@ def filter_panels(tokens: list[str], probs: list[float], kept: dict[str, list[bo
     axes[0].set_yticks(range(len(tokens)), [repr(t) for t in tokens], fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def gateway_bucket(times: list[float], levels: list[float], arrivals: list[tuple[float, bool]],
+                   capacity: float):
+    """Chapter 7: a token bucket's level over a simulated burst, each arrival marked as
+    admitted (blue) or refused (red) at the level it found."""
+    fig, ax = plt.subplots(figsize=(7, 2.8))
+    ax.step(times, levels, where="post", color="#2b6cb0", label="tokens in the bucket")
+    ax.axhline(capacity, color="#a0aec0", linestyle="--", linewidth=1, label=f"capacity {capacity:g}")
+    for admitted in (True, False):
+        xs = [t for t, ok in arrivals if ok == admitted]
+        ax.plot(xs, [-0.4 if admitted else -0.8] * len(xs), "|", markersize=9,
+                color="#2b6cb0" if admitted else "#c53030",
+                label="admitted" if admitted else "refused (429)")
+    ax.set_ylim(-1.2, capacity * 1.15)
+    return _finish(fig, ax, "time (s)", "tokens")
