@@ -53,6 +53,7 @@ bench: setup  ## benchmarks against peers (installs requirements-bench.txt)
 	$(BIN)/python bench/gateway_admission.py
 	$(BIN)/python bench/engine_tokenize.py
 	$(BIN)/python bench/engine_prefill.py
+	$(BIN)/python bench/engine_decode.py
 
 split: setup  ## an instructor and a student repository: make split STUDENT=dir INSTRUCTOR=dir
 	$(if $(and $(STUDENT),$(INSTRUCTOR)),,$(error usage: make split STUDENT=dir INSTRUCTOR=dir))

@@ -1,6 +1,9 @@
-"""The Hugging Face GPT-2 peer of the training benchmarks (pretraining_step, pretraining_mfu).
+"""The Hugging Face peers: GPT-2 for the training benchmarks (pretraining_step,
+pretraining_mfu), Llama on the course model's own weights for the serving ones
+(engine_prefill, engine_decode).
 
-Not a benchmark itself. ``gpt2_peer`` builds ``GPT2LMHeadModel`` at a given shape without
+Not a benchmark itself. ``llama_peer`` gives a course ``GPT``'s weights to
+``LlamaForCausalLM`` (SDPA attention, float32) through chapter 6's exporter. ``gpt2_peer`` builds ``GPT2LMHeadModel`` at a given shape without
 dropout, with ``torch.optim.AdamW`` over the same two groups as the course's
 ``param_groups`` (matrices decayed, vectors not), and returns it with a function that runs
 one training step: zero the gradients, forward with ``labels = input_ids`` (the model
@@ -14,11 +17,23 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
+import types
+
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.pytorch_utils import Conv1D
 
+from tinygpt.export import hf_config, hf_state_dict
 from tinygpt.kernels.cpu_matmul import linear, onednn_linears, swapped_class
+from tinygpt.pretraining.model import GPT
+
+
+def llama_peer(model: GPT) -> LlamaForCausalLM:
+    """The same weights in transformers' Llama, SDPA attention, float32, eval mode."""
+    config = hf_config(model, types.SimpleNamespace(special_tokens={}))  # no tokenizer: no EOT id
+    hf = LlamaForCausalLM(LlamaConfig(**config, attn_implementation="sdpa"))
+    hf.load_state_dict(hf_state_dict(model), strict=False)  # the tied lm_head comes with embed
+    return hf.eval()
 
 
 class _OneDNNConv1D(Conv1D):

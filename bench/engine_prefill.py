@@ -16,7 +16,7 @@ What it measures, side by side in one run, on the CPU, at 1 and at 2 threads:
 Weights: a random model of the course's ``cpu`` preset shape (4 layers, 4 heads, width
 128, vocabulary 2,048) with a context of 1,024 tokens so that the longest prompt fits;
 time does not depend on the weights' values. The peer gets them through chapter 6's
-exporter (``tinygpt.export.hf_config`` and ``hf_state_dict``), and the script stops unless
+exporter (``_peers.llama_peer``: ``tinygpt.export.hf_config`` and ``hf_state_dict``), and the script stops unless
 both give the same last logits (max difference below 1e-4). Each figure is the median of
 ``--repeats`` runs after one warm-up. The issue's goal: prefill at 1.0x HF or more.
 
@@ -29,27 +29,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import random
-import types
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from _common import print_table, report, timed
+from _peers import llama_peer
 from tinygpt.engine.prefill import prefill
-from tinygpt.export import hf_config, hf_state_dict
 from tinygpt.pretraining import PRESETS
 from tinygpt.pretraining.model import GPT
 from tinygpt.runtime import machine_info
 
 TTFT_LENGTHS = (64, 256, 1024)
-
-
-def peer(model: GPT) -> LlamaForCausalLM:
-    """The same weights in transformers' Llama, SDPA attention, float32."""
-    config = hf_config(model, types.SimpleNamespace(special_tokens={}))  # no tokenizer: no EOT id
-    hf = LlamaForCausalLM(LlamaConfig(**config, attn_implementation="sdpa"))
-    hf.load_state_dict(hf_state_dict(model), strict=False)  # the tied lm_head comes with embed
-    return hf.eval()
 
 
 @torch.no_grad()
@@ -77,7 +68,7 @@ def main() -> None:
     shape = dataclasses.replace(PRESETS["cpu"][0], block_size=max(TTFT_LENGTHS))
     torch.manual_seed(0)
     model = GPT(shape).eval()
-    hf = peer(model)
+    hf = llama_peer(model)
     rng = random.Random(0)
     prompts = [[rng.randrange(shape.vocab_size) for _ in range(rng.randint(args.min_len, args.max_len))]
                for _ in range(args.batch)]

@@ -6,7 +6,7 @@ chapter 3: loss curves, the learning-rate schedule, attention maps, the scaling 
 chapter 4: the loss mask over a chat's tokens, packed rows, the preference and RL
 training curves; chapter 5: pass@k against k; chapter 6: the quantisation grid over a
 weight histogram, bits against perplexity; chapter 7: a token bucket over a burst; chapter 9: the chunk cache's hit rate, encoder
-speeds; chapter 10: the KV cache as a tensor, time to first token against prompt length; chapter 11: what each sampling filter keeps).
+speeds; chapter 10: the KV cache as a tensor, time to first token against prompt length; chapter 11: what each sampling filter keeps; chapter 12: block tables of a paged cache, a timeline of continuous batching).
 Each returns the figure so a page can show it.
 """
 from __future__ import annotations
@@ -420,3 +420,68 @@ def gateway_bucket(times: list[float], levels: list[float], arrivals: list[tuple
                 label="admitted" if admitted else "refused (429)")
     ax.set_ylim(-1.2, capacity * 1.15)
     return _finish(fig, ax, "time (s)", "tokens")
+
+
+def block_tables(tables: dict, block_size: int, n_blocks: int, lengths: dict):
+    """Chapter 12: a paged cache's pool of blocks, each coloured by the request that owns
+    it (white when free) with its used slots filled in, and under it each request's block
+    table: the blocks that hold its tokens, in order, wherever they lie in the pool."""
+    colours = ["#90cdf4", "#fbd38d", "#9ae6b4", "#feb2b2", "#d6bcfa", "#fbb6ce", "#81e6d9", "#e2e8f0"]
+    owner = {block: rid for rid, table in tables.items() for block in table}
+    colour = {rid: colours[i % len(colours)] for i, rid in enumerate(tables)}
+    per_row = min(n_blocks, 16)
+    pool_rows = -(-n_blocks // per_row)
+    height = pool_rows + len(tables) + 1.5
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * height + 1))
+    used = {}  # slots used in each block: full ones, then the last one's part
+    for rid, table in tables.items():
+        for i, block in enumerate(table):
+            used[block] = max(0, min(block_size, lengths.get(rid, 0) - i * block_size))
+    for block in range(n_blocks):
+        x, y = block % per_row, height - 1 - block // per_row
+        rid = owner.get(block)
+        ax.add_patch(plt.Rectangle((x, y), 0.92, 0.8, facecolor="white", edgecolor="#4a5568", lw=0.7))
+        if rid is not None:  # the owner's colour, pale where the block's slots are not used yet
+            ax.add_patch(plt.Rectangle((x, y), 0.92, 0.8, facecolor=colour[rid], alpha=0.3,
+                                       edgecolor="none"))
+            ax.add_patch(plt.Rectangle((x, y), 0.92 * used[block] / block_size, 0.8,
+                                       facecolor=colour[rid], edgecolor="none"))
+        ax.text(x + 0.46, y + 0.4, str(block), ha="center", va="center", fontsize=7)
+    ax.text(-0.3, height - 0.6, "pool", ha="right", va="center", fontsize=8)
+    for row, (rid, table) in enumerate(tables.items()):
+        y = height - pool_rows - 1.5 - row
+        for i, block in enumerate(table):
+            ax.add_patch(plt.Rectangle((i, y), 0.92, 0.8, facecolor=colour[rid], edgecolor="#4a5568", lw=0.7))
+            ax.text(i + 0.46, y + 0.4, str(block), ha="center", va="center", fontsize=7)
+        ax.text(-0.3, y + 0.4, f"{rid}: {lengths.get(rid, 0)} tokens", ha="right", va="center", fontsize=8)
+    free = n_blocks - len(owner)
+    ax.set_xlim(-4, max(per_row, max((len(t) for t in tables.values()), default=0)) + 0.2)
+    ax.set_ylim(-0.2, height)
+    ax.axis("off")
+    ax.set_title(f"{n_blocks} blocks of {block_size} slots ({free} free) and each request's block table",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def batching_timeline(spans: dict[str, tuple[int, int, int]], capacity: int | None = None):
+    """Chapter 12: continuous batching as a timeline, one line per request: waiting from
+    its arrival (grey) and running from its first token to its last (coloured), and under
+    it how many requests ran at each step."""
+    fig, (ax, count) = plt.subplots(2, 1, figsize=(7.5, 0.28 * len(spans) + 2.4), sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
+    last = max(end for _, _, end in spans.values())
+    for row, (rid, (arrived, first, end)) in enumerate(spans.items()):
+        ax.barh(row, first - arrived, left=arrived, color="#e2e8f0", height=0.7)
+        ax.barh(row, end - first + 1, left=first, color=f"C{row % 10}", height=0.7)
+    ax.set_yticks(range(len(spans)), list(spans), fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title("grey: waiting; colour: running, one token per step", fontsize=9)
+    running = [sum(first <= k <= end for _, first, end in spans.values()) for k in range(last + 1)]
+    count.step(range(last + 1), running, where="mid", color="#2b6cb0")
+    if capacity:
+        count.axhline(capacity, color="#a0aec0", linestyle="--", linewidth=1)
+    count.set_ylabel("running", fontsize=8)
+    count.set_xlabel("step")
+    fig.tight_layout()
+    return fig

@@ -131,11 +131,20 @@ class _CountCalls:
         self.hook.remove()
 
 
-def _refused_before_work(what: str, model: GPT, call) -> None:
+def refused_before_work(what: str, model: GPT, call) -> None:
     with _CountCalls(model) as counter:
         raises_value_error(what, call)
     if counter.calls:
         raise AssertionError(f"{what} raised, but only after running the model: check first")
+
+
+def zeros_of_shape(cache, shape: tuple, name: str, layout: str) -> None:
+    """A new cache's ``keys`` and ``values`` are float32 zeros of ``shape``."""
+    for part in ("keys", "values"):
+        got = getattr(cache, part)
+        if tuple(got.shape) != shape or got.dtype != torch.float32 or got.any():
+            raise mismatch(f"{name}.{part} must be float32 zeros of shape {layout}", shape, shape,
+                           (tuple(got.shape), got.dtype))
 
 
 def check_kv_cache(cls, seed: int = 0) -> None:
@@ -148,12 +157,7 @@ def check_kv_cache(cls, seed: int = 0) -> None:
         max_len, dim = rng.randrange(4, 13), rng.choice([2, 4, 8])
         shape = (n_layer, batch, heads, max_len, dim)
         cache = cls(n_layer, batch, heads, max_len, dim)
-        for name in ("keys", "values"):
-            got = getattr(cache, name)
-            if tuple(got.shape) != shape or got.dtype != torch.float32 or got.any():
-                raise mismatch(f"KVCache.{name} must be float32 zeros of shape (n_layer, batch, "
-                               "n_kv_head, max_len, head_dim)", shape, shape,
-                               (tuple(got.shape), got.dtype))
+        zeros_of_shape(cache, shape, "KVCache", "(n_layer, batch, n_kv_head, max_len, head_dim)")
         if cache.end != 0 or not torch.equal(cache.starts, torch.zeros(batch, dtype=torch.long)):
             raise mismatch("a new KVCache has end 0 and starts all 0 (long)", shape, 0,
                            (cache.end, cache.starts))
@@ -348,12 +352,12 @@ def check_forward_cached(fn, seed: int = 0) -> None:
         small = KVCache.for_model(model, len(prompts), ids.shape[1])
         small.start(torch.zeros(len(prompts), dtype=torch.long))
         small.end = 1
-        _refused_before_work(f"forward_cached of {ids.shape[1]} positions into a cache of "
+        refused_before_work(f"forward_cached of {ids.shape[1]} positions into a cache of "
                              f"{small.max_len} with one slot used", model, lambda: fn(model, ids, small))
         if small.end != 1:
             raise AssertionError("a refused forward_cached moved the cache's end")
         wide = KVCache.for_model(model, len(prompts) + 1, ids.shape[1])
-        _refused_before_work(f"forward_cached of {len(prompts)} rows into a cache of "
+        refused_before_work(f"forward_cached of {len(prompts)} rows into a cache of "
                              f"{len(prompts) + 1}", model, lambda: fn(model, ids, wide))
 
 
@@ -392,14 +396,14 @@ def check_prefill(fn, seed: int = 0) -> None:
         for bad_prompt in ([0] * (room + 1), [], [c.vocab_size], [-1]):
             bad = [list(p) for p in prompts]
             bad[row] = bad_prompt
-            _refused_before_work(f"prefill with prompt {row} = {bad_prompt[:6]} "
+            refused_before_work(f"prefill with prompt {row} = {bad_prompt[:6]} "
                                  f"({len(bad_prompt)} tokens), max_new_tokens={m}, "
                                  f"block_size={c.block_size}", model,
                                  lambda: fn(model, bad, max_new_tokens=m))
         for bad_m in (-1, c.block_size, 1.5):
-            _refused_before_work(f"prefill with max_new_tokens={bad_m}", model,
+            refused_before_work(f"prefill with max_new_tokens={bad_m}", model,
                                  lambda: fn(model, [list(p) for p in prompts], max_new_tokens=bad_m))
-        _refused_before_work("prefill of no prompts", model, lambda: fn(model, []))
+        refused_before_work("prefill of no prompts", model, lambda: fn(model, []))
 
 
 def check_decode_step(fn, seed: int = 0) -> None:
@@ -414,9 +418,9 @@ def check_decode_step(fn, seed: int = 0) -> None:
         sequences = [list(p) for p in prompts]
         for _ in range(steps):
             end = cache.end
-            _refused_before_work("decode_step with an id outside the vocabulary", model,
+            refused_before_work("decode_step with an id outside the vocabulary", model,
                                  lambda: fn(model, torch.full((len(prompts),), vocab), cache))
-            _refused_before_work("decode_step with one token too many", model,
+            refused_before_work("decode_step with one token too many", model,
                                  lambda: fn(model, torch.zeros(len(prompts) + 1, dtype=torch.long), cache))
             if cache.end != end:
                 raise AssertionError("a refused decode_step moved the cache's end")

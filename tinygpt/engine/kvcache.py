@@ -44,6 +44,10 @@ class KVCache:
                    dtype=dtype or weight.dtype)
 
     @property
+    def batch(self) -> int:
+        return self.keys.shape[1]
+
+    @property
     def max_len(self) -> int:
         return self.keys.shape[3]
 

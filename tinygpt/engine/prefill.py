@@ -78,8 +78,8 @@ def forward_cached(model: GPT, ids: torch.Tensor, cache: KVCache, last: bool = F
     """Logits (B, t, V) of the next ``t`` positions of every row, written into ``cache``
     (with ``last``, of the last position only: (B, 1, V))."""
     batch, t = ids.shape
-    if batch != cache.keys.shape[1]:
-        raise ValueError(f"a batch of {batch} rows for a cache of {cache.keys.shape[1]}")
+    if batch != cache.batch:
+        raise ValueError(f"a batch of {batch} rows for a cache of {cache.batch}")
     if cache.end + t > cache.max_len:
         raise ValueError(f"{t} more positions do not fit: {cache.end} of {cache.max_len} "
                          "cache slots are used")
@@ -112,7 +112,7 @@ def prefill(model: GPT, prompts: list[list[int]], max_new_tokens: int = 0) -> Pr
 
 def decode_step(model: GPT, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
     """Append ``tokens`` (B,) to every row of ``cache``; the next-token logits (B, V)."""
-    batch, vocab = cache.keys.shape[1], model.config.vocab_size
+    batch, vocab = cache.batch, model.config.vocab_size
     if tokens.shape != (batch,) or tokens.dtype != torch.long:
         raise ValueError(f"tokens must be a long tensor of shape ({batch},), got {tokens!r}")
     if tokens.min() < 0 or tokens.max() >= vocab:

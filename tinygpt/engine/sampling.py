@@ -181,6 +181,8 @@ def next_tokens(logits: torch.Tensor, batch: SamplingBatch, seen: torch.Tensor,
     scores = penalize(logits.float() + batch.bias, seen, counts, batch.repetition, batch.frequency,
                       batch.presence)
     greedy = batch.temperature == 0
+    if bool(greedy.all()):  # a batch of greedy rows: no filter or draw can change an argmax
+        return scores.argmax(dim=-1)
     scaled = scores / torch.where(greedy, 1.0, batch.temperature)[:, None]
     scaled = min_p_filter(top_p_filter(top_k_filter(scaled, batch.top_k), batch.top_p), batch.min_p)
     sampled = draw(scaled, batch.generators)
