@@ -74,6 +74,22 @@ def generate(model, tokenizer, prompt: list[int], params: SamplingParams = Sampl
     return _events(model, tokenizer, list(prompt), params, max_tokens, matcher, eos, done)
 
 
+def token_event(token: int, eos: int | None, decoder: StreamDecoder, matcher: StopMatcher,
+                last: bool) -> Event:
+    """The event of one sampled token: end of text, a stop sequence, or (``last``) max_tokens."""
+    if token == eos:
+        rest = matcher.push(decoder.flush())
+        return Event(None, rest + matcher.flush(), "stop")
+    text = matcher.push(decoder.push(token))
+    if matcher.stopped:
+        return Event(token, text, "stop")
+    if last:
+        rest = matcher.push(decoder.flush())
+        rest += matcher.flush()
+        return Event(token, text + rest, "stop" if matcher.stopped else "length")
+    return Event(token, text)
+
+
 def _events(model, tokenizer, prompt, params, max_tokens, matcher, eos, done) -> Iterator[Event]:
     """The decode loop's events after prefill (see ``generate``)."""
     vocab, device = model.config.vocab_size, done.logits.device
@@ -84,21 +100,10 @@ def _events(model, tokenizer, prompt, params, max_tokens, matcher, eos, done) ->
     decoder, logits = StreamDecoder(tokenizer), done.logits
     for n in range(1, max_tokens + 1):
         token = next_tokens(logits, batch, seen, counts)
-        t = token.item()
-        if t == eos:
-            rest = matcher.push(decoder.flush())
-            yield Event(None, rest + matcher.flush(), "stop")
+        event = token_event(token.item(), eos, decoder, matcher, last=n == max_tokens)
+        yield event
+        if event.finish_reason is not None:
             return
-        seen[0, t] = True
-        counts[0, t] += 1
-        text = matcher.push(decoder.push(t))
-        if matcher.stopped:
-            yield Event(t, text, "stop")
-            return
-        if n == max_tokens:
-            rest = matcher.push(decoder.flush())
-            rest += matcher.flush()
-            yield Event(t, text + rest, "stop" if matcher.stopped else "length")
-            return
-        yield Event(t, text)
+        seen[0, event.token] = True
+        counts[0, event.token] += 1
         logits = decode_step(model, token, done.cache)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tinygpt.engine.decode import Event, StopMatcher
+from tinygpt.engine.decode import Event, StopMatcher, token_event
 from tinygpt.engine.paged import PagedKVCache
 from tinygpt.engine.prefill import forward_cached
 from tinygpt.engine.sampling import SamplingBatch, SamplingParams, next_tokens
@@ -163,19 +163,11 @@ class Scheduler:
         return out
 
     def _advance(self, state: Running, token: int) -> Event:
-        """The event of ``token`` for ``state``'s request (the rules of ``generate``)."""
-        matcher = state.matcher
-        if token == self.eos:
-            rest = matcher.push(state.decoder.flush())
-            return Event(None, rest + matcher.flush(), "stop")
-        state.seen[0, token] = True
-        state.counts[0, token] += 1
-        state.generated += 1
-        text = matcher.push(state.decoder.push(token))
-        if matcher.stopped:
-            return Event(token, text, "stop")
-        if state.generated == state.request.max_tokens:
-            rest = matcher.push(state.decoder.flush())
-            rest += matcher.flush()
-            return Event(token, text + rest, "stop" if matcher.stopped else "length")
-        return Event(token, text)
+        """The event of ``token`` for ``state``'s request (notebook 1's ``token_event``)."""
+        event = token_event(token, self.eos, state.decoder, state.matcher,
+                            last=state.generated + 1 == state.request.max_tokens)
+        if event.token is not None:
+            state.seen[0, token] = True
+            state.counts[0, token] += 1
+            state.generated += 1
+        return event
