@@ -31,10 +31,9 @@ def rope_cache(head_dim: int, length: int, base: float = 10000.0,
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate feature pairs (i, i + D/2) of ``x`` (..., T, D) by the angles of ``cos``/``sin`` (T, D/2)."""
-    h = x.float()
-    h1, h2 = h.chunk(2, dim=-1)
-    quarter_turn = torch.cat([-h2, h1], dim=-1)  # each pair (a, b) turned by 90 degrees: (-b, a)
-    out = h * torch.cat([cos, cos], dim=-1) + quarter_turn * torch.cat([sin, sin], dim=-1)
+    h1, h2 = x.float().chunk(2, dim=-1)
+    # each pair (a, b) turned by its angle: (a cos - b sin, b cos + a sin)
+    out = torch.cat([h1 * cos - h2 * sin, h2 * cos + h1 * sin], dim=-1)
     return out.to(x.dtype)
 
 
