@@ -25,6 +25,19 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, list[float], Any]
     return statistics.median(runs), runs, result
 
 
+def timed_alternating(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, list[float], Any]]:
+    """``timed`` for several sides in alternating rounds (a, b, a, b, ...), so that a slower
+    stretch of a shared machine costs every side alike: {name: (median, runs, last result)}."""
+    runs: dict[str, list[float]] = {name: [] for name in fns}
+    results: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            runs[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(r), r, results[name]) for name, r in runs.items()}
+
+
 def print_table(headers: list[str], rows: list[list[str]]) -> None:
     """A plain, aligned text table (first column left-aligned, the rest right-aligned)."""
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]

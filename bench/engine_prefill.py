@@ -18,7 +18,7 @@ Weights: a random model of the course's ``cpu`` preset shape (4 layers, 4 heads,
 time does not depend on the weights' values. The peer gets them through chapter 6's
 exporter (``_peers.llama_peer``: ``tinygpt.export.hf_config`` and ``hf_state_dict``), and the script stops unless
 both give the same last logits (max difference below 1e-4). Each figure is the median of
-``--repeats`` runs after one warm-up. The issue's goal: prefill at 1.0x HF or more.
+``--repeats`` runs after one warm-up, the two sides in alternating rounds. The issue's goal: prefill at 1.0x HF or more.
 
 Run: ``make bench`` or ``.venv/bin/python bench/engine_prefill.py``.
 Output: a table, then one JSON line; the same JSON, with machine info, goes to
@@ -33,7 +33,7 @@ import random
 import torch
 from transformers import LlamaForCausalLM
 
-from _common import print_table, report, timed
+from _common import print_table, report, timed_alternating
 from _peers import llama_peer
 from tinygpt.engine.prefill import prefill
 from tinygpt.pretraining import PRESETS
@@ -84,18 +84,17 @@ def main() -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         sides = {"course": lambda: prefill(model, prompts).logits, "hf": lambda: hf_prefill(hf, prompts)}
-        for name, fn in sides.items():
-            fn()  # warm-up
-            seconds, times, _ = timed(fn, args.repeats)
+        timed_alternating(sides, 1)  # warm-up
+        for name, (seconds, times, _) in timed_alternating(sides, args.repeats).items():
             throughput[f"{name}_{threads}t"] = n_tokens / seconds
             runs[f"prefill_{name}_{threads}t"] = [round(t, 5) for t in times]
         for n in TTFT_LENGTHS:
             prompt = [prompts[0][i % len(prompts[0])] for i in range(n)]
             sides = {"course": lambda: prefill(model, [prompt]).logits.argmax(dim=-1).tolist(),
                      "hf": lambda: hf_prefill(hf, [prompt]).argmax(dim=-1).tolist()}
-            for name, fn in sides.items():
-                fn()
-                ttft[f"{name}_{n}_{threads}t"], times, _ = timed(fn, args.repeats)
+            timed_alternating(sides, 1)
+            for name, (seconds, times, _) in timed_alternating(sides, args.repeats).items():
+                ttft[f"{name}_{n}_{threads}t"] = seconds
                 runs[f"ttft_{name}_{n}_{threads}t"] = [round(t, 5) for t in times]
 
     rows = []
