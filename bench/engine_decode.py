@@ -47,6 +47,7 @@ from _common import print_table, report, timed, timed_alternating
 from _peers import llama_peer
 from tinygpt.checks.ch12.decode import toy_tokenizer
 from tinygpt.engine.decode import generate
+from tinygpt.engine.kvcache import KVCache
 from tinygpt.engine.paged import memory_bytes
 from tinygpt.engine.scheduler import Request, Scheduler
 from tinygpt.pretraining import PRESETS
@@ -133,8 +134,7 @@ def main() -> None:
     if together != one_by_one:
         raise SystemExit("continuous batching and the requests one by one disagree")
     lengths = [len(r.prompt) + r.max_tokens for r in requests]
-    memory = memory_bytes(lengths, max(lengths), 16, model.config.n_layer * 2 * model.config.kv_heads
-                          * model.config.head_dim * 4)
+    memory = memory_bytes(lengths, max(lengths), 16, KVCache.for_model(model, 1, 1).bytes_per_token())
 
     tps = {"course": args.new / seconds["course"], "hf": args.new / seconds["hf"],
            "one_by_one": n_generated / seconds["one_by_one"], "continuous": n_generated / seconds["continuous"],
